@@ -1,0 +1,310 @@
+"""Background training: a first-in first-out queue of runs served by worker threads.
+
+`RunManager.submit` validates a config (and, in shared mode, the server's caps), creates its run folder and
+queues it. Workers (default one: one device) take runs in order and call `Trainer.train_step` until the steps
+are done, honouring pause, resume, step-once and stop at step boundaries, and applying live changes of learning
+rate, KL coefficient and temperature before each step, like TensorFlow Playground's hot parameters.
+
+A run that raises, or whose loss or rewards go non-finite, ends as `failed` with a readable message (and the
+traceback in `error.txt`); the worker thread lives on and serves the next run. The adapter is saved at the end,
+on stop and on failure (failed steps never reach the optimiser, so the saved weights are the last good ones).
+Closing a browser does not cancel anything: runs belong to the server and finish (or are stopped) there.
+Left out: several processes sharing one runs folder, GPU scheduling across several devices.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from labcore.config import Config, ConfigError, check
+from labcore.runstore import FINISHED, RunStore
+
+ACTIVE = ("queued", "running", "paused")
+
+
+@dataclass(frozen=True)
+class SharedLimits:
+    """Caps for a public Space or a workshop server (`rlhf-lab --shared`)."""
+    models: tuple[str, ...] = ("tiny",)
+    reward_models: tuple[str, ...] = ("tiny-rm",)
+    max_steps: int = 200
+    max_batch: int = 64              # prompts_per_step * samples_per_prompt
+    max_new_tokens: int = 16
+    max_epochs: int = 4
+    max_active_per_owner: int = 1    # queued + running + paused runs of one session
+    max_runs_kept: int = 200         # finished runs kept on disk
+
+    def problems(self, cfg: Config) -> list[str]:
+        p = []
+        if cfg.model.policy not in self.models:
+            p.append(f"model.policy = {cfg.model.policy!r} is not offered on this shared server; "
+                     f"choose one of {', '.join(self.models)}.")
+        if cfg.model.reward_model not in self.reward_models:
+            p.append(f"model.reward_model = {cfg.model.reward_model!r} is not offered on this shared server; "
+                     f"choose one of {', '.join(self.reward_models)}.")
+        if cfg.run.steps > self.max_steps:
+            p.append(f"run.steps = {cfg.run.steps} is above this server's cap of {self.max_steps}; lower it.")
+        B = cfg.rollout.prompts_per_step * cfg.rollout.samples_per_prompt
+        if B > self.max_batch:
+            p.append(f"prompts_per_step x samples_per_prompt = {B} is above this server's cap of "
+                     f"{self.max_batch} completions per step; lower one of them.")
+        if cfg.rollout.max_new_tokens > self.max_new_tokens:
+            p.append(f"rollout.max_new_tokens = {cfg.rollout.max_new_tokens} is above this server's cap of "
+                     f"{self.max_new_tokens}; lower it.")
+        if cfg.algorithm.epochs > self.max_epochs:
+            p.append(f"algorithm.epochs = {cfg.algorithm.epochs} is above this server's cap of {self.max_epochs}.")
+        return p
+
+
+@dataclass
+class Job:
+    run_id: str
+    cfg: Config
+    owner: str
+    state: str = "queued"
+    step: int = 0
+    message: str = ""
+    paused: bool = False
+    stop: bool = False
+    step_budget: int = 0                      # steps allowed while paused (Step button)
+    live: dict[str, float] = field(default_factory=dict)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+    started: float | None = None
+
+
+class RunManager:
+    def __init__(self, store: RunStore | str = "runs", workers: int = 1, limits: SharedLimits | None = None):
+        self.store = store if isinstance(store, RunStore) else RunStore(store)
+        self.limits = limits
+        self.store.mark_interrupted()
+        self._jobs: dict[str, Job] = {}
+        self._queue: collections.deque[str] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"rlhf-lab-worker-{i}", daemon=True)
+                         for i in range(max(1, workers))]
+        for t in self._threads:
+            t.start()
+
+    # ------------------------------------------------------------------------------------------------ control
+
+    def preflight(self, cfg: Config, owner: str = "") -> Config:
+        """Raise ConfigError if `cfg` must not start: invalid values, shared-mode caps, a model that cannot
+        be found. Nothing is created."""
+        problems = []
+        try:
+            check(cfg)
+        except ConfigError as e:
+            problems += e.problems
+        if self.limits:
+            problems += self.limits.problems(cfg)
+            active = [j for j in self._jobs.values() if j.owner == owner and j.state in ACTIVE]
+            if len(active) >= self.limits.max_active_per_owner:
+                problems.append(f"you already have {len(active)} run(s) queued or running (the cap is "
+                                f"{self.limits.max_active_per_owner}); stop one or wait for it to finish.")
+        if not problems:
+            from labcore.model import ModelLoadError, resolve_model_path
+
+            for where, name in (("model.policy", cfg.model.policy), ("model.reward_model", cfg.model.reward_model)):
+                if where == "model.reward_model" and cfg.rollout.task != "sentiment":
+                    continue
+                try:
+                    resolve_model_path(name)
+                except ModelLoadError as e:
+                    problems.append(f"{where}: {e}")
+        if problems:
+            raise ConfigError(problems)
+        return cfg
+
+    def submit(self, cfg: Config, owner: str = "", *, paused: bool = False) -> str:
+        """Validate and queue a run; returns its id. Raises ConfigError (nothing created) if it must not start."""
+        self.preflight(cfg, owner)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the run manager is shut down")
+            run_id = self.store.create(cfg, owner)
+            self._jobs[run_id] = Job(run_id, cfg, owner, paused=paused)
+            self._queue.append(run_id)
+            self._cond.notify_all()
+        if self.limits:
+            self.store.prune(self.limits.max_runs_kept)
+        return run_id
+
+    def _job(self, run_id: str) -> Job:
+        job = self._jobs.get(run_id)
+        if job is None:
+            raise KeyError(f"no live run {run_id!r} (it may have finished before the server restarted)")
+        return job
+
+    def _signal(self, run_id: str, **changes: Any) -> None:
+        job = self._job(run_id)
+        with job.cond:
+            for k, v in changes.items():
+                setattr(job, k, v)
+            if job.state in ("running", "paused"):
+                job.state = "paused" if job.paused else "running"
+            job.cond.notify_all()
+        if job.state in ("running", "paused"):
+            self.store.update_meta(run_id, state=job.state)
+
+    def pause(self, run_id: str) -> None:
+        self._signal(run_id, paused=True)
+
+    def resume(self, run_id: str) -> None:
+        self._signal(run_id, paused=False)
+
+    def step_once(self, run_id: str) -> None:
+        """Pause (if running) and allow exactly one more step."""
+        job = self._job(run_id)
+        self._signal(run_id, paused=True, step_budget=job.step_budget + 1)
+
+    def stop(self, run_id: str) -> None:
+        """Stop at the next step boundary (a queued run is cancelled at once)."""
+        job = self._job(run_id)
+        with self._cond:
+            if run_id in self._queue:
+                self._queue.remove(run_id)
+                job.state, job.message = "cancelled", "stopped before it started"
+                self.store.update_meta(run_id, state="cancelled", message=job.message)
+                return
+        self._signal(run_id, stop=True)
+
+    def set_live(self, run_id: str, *, lr: float | None = None, kl_coef: float | None = None,
+                 temperature: float | None = None) -> None:
+        """Change hot parameters of a queued or running run; applied before its next step."""
+        changes = {k: v for k, v in (("lr", lr), ("kl_coef", kl_coef), ("temperature", temperature)) if v is not None}
+        bad = [f"{k} = {v!r} must be > 0" for k, v in changes.items() if not (v > 0) and k != "kl_coef"]
+        bad += [f"kl_coef = {v!r} must be >= 0" for k, v in changes.items() if k == "kl_coef" and not (v >= 0)]
+        if bad:
+            raise ConfigError(bad)
+        job = self._job(run_id)
+        with job.cond:
+            job.live.update(changes)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._closed = True
+            for run_id in list(self._queue):
+                self._jobs[run_id].state = "cancelled"
+                self.store.update_meta(run_id, state="cancelled", message="the server shut down")
+            self._queue.clear()
+            self._cond.notify_all()
+        for job in self._jobs.values():
+            if job.state in ("running", "paused"):
+                self._signal(job.run_id, stop=True)
+        for t in self._threads:
+            t.join(timeout)
+
+    # ------------------------------------------------------------------------------------------------ status
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        """State, step, queue position (1-based, queued runs only) and message of any run, live or on disk."""
+        job = self._jobs.get(run_id)
+        if job is None:
+            meta = self.store.meta(run_id)
+            return {**meta, "queue_position": None}
+        with self._cond:
+            pos = list(self._queue).index(run_id) + 1 if run_id in self._queue else None
+        return {"run_id": run_id, "owner": job.owner, "state": job.state, "step": job.step,
+                "steps": job.cfg.run.steps, "message": job.message, "queue_position": pos,
+                "recipe": job.cfg.algorithm.recipe, "task": job.cfg.rollout.task,
+                "name": job.cfg.run.name or job.cfg.algorithm.recipe}
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run on disk (oldest first), with live state for runs this process owns."""
+        return [self.status(m["run_id"]) if m["run_id"] in self._jobs else {**m, "queue_position": None}
+                for m in self.store.list_runs()]
+
+    def wait(self, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Block until the run has finished (tests, the CLI). Returns its status."""
+        end = time.monotonic() + timeout
+        job = self._job(run_id)
+        with job.cond:
+            while job.state not in FINISHED and time.monotonic() < end:
+                job.cond.wait(0.2)
+        return self.status(run_id)
+
+    # ------------------------------------------------------------------------------------------------ worker
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if self._closed and not self._queue:
+                    return
+                run_id = self._queue.popleft()
+            self._run(self._jobs[run_id])
+
+    def _finish(self, job: Job, state: str, message: str = "") -> None:
+        with job.cond:
+            job.state, job.message = state, message
+            job.cond.notify_all()
+        self.store.update_meta(job.run_id, state=state, step=job.step, message=message, finished=time.time())
+
+    def _run(self, job: Job) -> None:
+        from labcore.trainer import Trainer
+
+        trainer = None
+        job.started = time.time()
+        with job.cond:
+            job.state = "paused" if job.paused else "running"
+        self.store.update_meta(job.run_id, state=job.state, started=job.started)
+        try:
+            trainer = Trainer(job.cfg)
+            while trainer.step_count < job.cfg.run.steps:
+                with job.cond:
+                    while job.paused and job.step_budget == 0 and not job.stop:
+                        job.cond.wait(0.5)
+                    if job.stop:
+                        break
+                    if job.paused:
+                        job.step_budget -= 1
+                    for k, v in job.live.items():
+                        setattr(trainer.live, k, v)
+                result = trainer.train_step()
+                self.store.append(job.run_id, result.metrics, result.samples)
+                with job.cond:
+                    job.step = trainer.step_count
+                    job.cond.notify_all()
+                if job.step % 10 == 0:
+                    self.store.update_meta(job.run_id, step=job.step)
+            self._save_adapter(job, trainer)
+            self._finish(job, "stopped" if job.stop else "done",
+                         f"stopped at step {job.step}" if job.stop else f"finished {job.step} steps")
+        except Exception as e:  # noqa: BLE001 - a run's failure must never kill the worker
+            self._save_adapter(job, trainer)
+            (self.store.path(job.run_id) / "error.txt").write_text(traceback.format_exc())
+            self._finish(job, "failed", explain_failure(e, job.step))
+
+    def _save_adapter(self, job: Job, trainer) -> None:
+        if trainer is None:
+            return
+        try:
+            trainer.model.save_pretrained(str(self.store.path(job.run_id) / "adapter"))
+        except Exception as e:  # noqa: BLE001
+            job.message += f" (the adapter could not be saved: {e})"
+
+
+def explain_failure(e: BaseException, step: int) -> str:
+    """A readable message for a failed run, with advice where we have some."""
+    name = type(e).__name__
+    text = str(e).strip().splitlines()[0] if str(e).strip() else name
+    if "out of memory" in str(e).lower() or name == "OutOfMemoryError":
+        return (f"out of memory on the device at step {step + 1}; use fewer prompts or samples per step, "
+                "shorter completions (max_new_tokens), or a smaller model.")
+    if isinstance(e, ConfigError):
+        return "; ".join(e.problems)
+    from labcore.trainer import TrainingError
+
+    if isinstance(e, TrainingError):
+        return text
+    if name == "ModelLoadError":
+        return text
+    return f"step {step + 1} failed with {name}: {text}"
+

@@ -1,0 +1,511 @@
+"""One training step of any recipe: rollout -> rewards -> KL -> advantages -> loss -> update -> metrics.
+
+`Trainer.train_step` is the whole algorithm on one screen; each line calls a small function whose name says
+what it does. The recipe's parts (config.algorithm / config.kl) pick the branches. Two update rules: Adam over
+epochs x minibatches (every recipe but TRPO), and TRPO's natural-gradient step with a line search.
+
+The critic of value recipes (actor-critic, PPO, TRPO) is a small MLP on the policy's last hidden states, detached:
+the value loss trains the critic only and never pulls the LoRA weights (no shared-trunk interference; TRL's PPO
+shares the trunk, OpenRLHF and verl use a separate critic model). The reference policy is the same model with
+its LoRA adapters disabled.
+
+`grad/variance` is this lab's own metric: the batch is split by prompt into G groups of prompts, the policy-gradient
+loss of each is back-propagated on its own, and we report the trace of the covariance of the batch gradient
+estimate, (1/G) * (1/(G-1)) * sum_j ||g_j - g_mean||^2 over the LoRA parameters. It costs about one extra
+forward and backward pass per step; `run.grad_variance = false` switches it off.
+Left out: gradient accumulation, mixed precision on CPU, sequence packing.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from labcore import advantages, kl, losses, trpo
+from labcore.config import Config, check
+from labcore.rollout import Batch, encode_prompts, generate, token_logprobs
+
+
+class TrainingError(RuntimeError):
+    """A step could not be completed (non-finite loss, a broken reward function). The message says why."""
+
+
+class RewardError(TrainingError):
+    pass
+
+
+class Critic(nn.Module):
+    """V(s_t) from the policy's hidden state at t. Shape: (B, T, H) -> (B, T). Last layer zero-initialised."""
+
+    def __init__(self, hidden: int, width: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(hidden, width), nn.Tanh(), nn.Linear(width, 1))
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.net(hidden.float()).squeeze(-1)
+
+
+@dataclass
+class Live:
+    """Knobs a user may turn while a run is going (TensorFlow Playground's 'hot' parameters)."""
+    lr: float
+    kl_coef: float
+    temperature: float
+
+
+@dataclass
+class Old:
+    """What the policy, reference and critic said about the sampled batch before the update (no gradients)."""
+    logp: torch.Tensor            # (B, T) log pi_old(y_t) at the sampling temperature
+    ref_logp: torch.Tensor        # (B, T) log pi_ref(y_t)
+    entropy: torch.Tensor         # (B, T)
+    logp_all: torch.Tensor | None = None   # (B, T, V) for TRPO's exact KL
+    values: torch.Tensor | None = None     # (B, T)
+    fresh: dict[str, torch.Tensor] | None = None  # the training forward, graph kept, when it doubles as "old"
+
+
+@dataclass
+class StepResult:
+    metrics: dict[str, float]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, cfg: Config, policy=None):
+        from labcore.model import load_policy
+        from labcore.tasks import get_task
+
+        self.cfg = cfg
+        a, m = cfg.algorithm, cfg.model
+        random.seed(cfg.run.seed)
+        torch.manual_seed(cfg.run.seed)
+        self.task = get_task(cfg.rollout.task, reward_model=m.reward_model)
+        self.policy = policy or load_policy(
+            m.policy, lora_rank=m.lora_rank, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
+            lora_targets=[t.strip() for t in m.lora_targets.split(",") if t.strip()] or None,
+            device=m.device, seed=cfg.run.seed)
+        check(cfg, context_length=getattr(self.policy.model.config, "max_position_embeddings", None))
+        self.model, self.tok, self.device = self.policy.model, self.policy.tokenizer, self.policy.device
+        if a.update == "trpo":  # Fisher-vector products need double backward, which fused CPU attention lacks
+            self.model.get_base_model().set_attn_implementation("eager")
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [{"params": self.params, "lr": cfg.optim.lr}]
+        self.critic = None
+        if a.baseline == "value":
+            self.critic = Critic(self.model.config.hidden_size).to(self.device)
+            groups.append({"params": list(self.critic.parameters()), "lr": a.value_lr})
+        self.opt = torch.optim.AdamW(groups, weight_decay=cfg.optim.weight_decay)
+        self.kl_ctl = (kl.AdaptiveKLController(cfg.kl.coef, cfg.kl.target, cfg.kl.horizon)
+                       if cfg.kl.controller == "adaptive" else kl.FixedKLController(cfg.kl.coef))
+        self.live = Live(cfg.optim.lr, cfg.kl.coef, cfg.rollout.temperature)
+        self.rng = random.Random(cfg.run.seed)
+        self.gen = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
+        self.ema_reward: float | None = None
+        self.step_count = 0
+        self.t_start = time.perf_counter()
+
+    # ----------------------------------------------------------------------------------------------- the step
+
+    def train_step(self) -> StepResult:
+        """One step of the recipe, as pseudocode."""
+        t0 = time.perf_counter()
+        self.apply_live()
+        cfg, P, K = self.cfg, self.cfg.rollout.prompts_per_step, self.cfg.rollout.samples_per_prompt
+        rows = self.task.make_prompts(self.rng, P)                       # P prompt rows
+        batch = self.sample(rows, K)                                     # B = P*K completions
+        scores, per_fn, scorable = self.score(rows, batch, K)            # (B,) task reward
+        rewards = self.shape_rewards(scores, batch)                      # EOS / overlong / clip / normalise
+        old = self.evaluate(batch)                                       # old, reference log-probs, values
+        kl_t = kl.estimate(old.logp, old.ref_logp, cfg.kl.estimator) * batch.mask   # (B, T)
+        token_rewards, seq_rewards = self.place_kl(rewards, kl_t, batch.mask)
+        baseline_r = self.greedy_baseline(rows, K) if cfg.algorithm.baseline == "greedy" else None
+        adv, returns = self.advantages(seq_rewards, token_rewards, old.values, batch.mask, P, K, baseline_r)
+        loss_mask, zero_std = self.loss_mask(batch, seq_rewards, scorable, P, K)
+        grad_var = self.grad_variance(batch, old, adv, loss_mask, P, K) if cfg.run.grad_variance else None
+        if cfg.algorithm.update == "trpo":
+            upd = self.trpo_update(batch, old, adv, returns, loss_mask)
+        else:
+            upd = self.gradient_update(batch, old, adv, returns, loss_mask)
+        kl_seq = float(kl_t.sum(1).mean())
+        self.kl_ctl.update(kl_seq, batch.mask.size(0))
+        self.ema_reward = self._ema(float(scores.mean()))
+        self.step_count += 1
+        metrics = self.metrics(scores, per_fn, batch, old, kl_seq, adv, loss_mask, zero_std, grad_var, upd,
+                               returns, time.perf_counter() - t0)
+        return StepResult(metrics, self.samples(rows, batch, old, kl_t, scores, adv, upd.get("logp"), K))
+
+    # ---------------------------------------------------------------------------------------------- the parts
+
+    def apply_live(self) -> None:
+        self.opt.param_groups[0]["lr"] = self.live.lr
+        if self.cfg.kl.controller == "fixed":
+            self.kl_ctl.value = self.live.kl_coef
+
+    def sample(self, rows: list[dict], K: int) -> Batch:
+        ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], K, self.device)
+        self.model.eval()
+        return generate(self.model, ids, attn, max_new_tokens=self.cfg.rollout.max_new_tokens,
+                        eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id, temperature=self.live.temperature,
+                        top_p=self.cfg.rollout.top_p, generator=self.gen)
+
+    def completions(self, batch: Batch) -> list[str]:
+        ids = batch.completion_ids.masked_fill(batch.completion_ids == self.tok.eos_token_id, self.tok.pad_token_id)
+        return [t.strip() for t in self.tok.batch_decode(ids.tolist(), skip_special_tokens=True)]
+
+    def call_rewards(self, rows: list[dict], completions: list[str], eos: list[bool], ids: list[list[int]],
+                     K: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Run every reward function (TRL signature). Returns (B,) weighted sums (NaN: unscorable) and per-function means."""
+        B = len(completions)
+        prompts = [r["prompt"] for r in rows for _ in range(K)]
+        extra = {c: [r[c] for r in rows for _ in range(K)] for c in rows[0] if c != "prompt"}
+        total = torch.zeros(B, dtype=torch.float64)
+        seen = torch.zeros(B, dtype=torch.bool)
+        per_fn: dict[str, float] = {}
+        for fn, w in zip(self.task.reward_funcs, self.task.reward_weights):
+            name = getattr(fn, "__name__", type(fn).__name__)
+            try:
+                vals = fn(prompts, completions, eos=eos, completion_ids=ids, **extra)
+            except Exception as e:  # a user's reward function: report it, do not crash the process
+                raise RewardError(f"reward function '{name}' raised {type(e).__name__}: {e}") from e
+            if vals is None or len(vals) != B:
+                got = "None" if vals is None else f"{len(vals)} values"
+                raise RewardError(f"reward function '{name}' returned {got} for {B} completions; "
+                                  "it must return one float (or None for an unscorable one) per completion.")
+            for i, v in enumerate(vals):
+                if v is None:
+                    continue
+                if not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise RewardError(f"reward function '{name}' returned {v!r} for completion {i} "
+                                      f"({completions[i]!r}); return a finite float, or None if it cannot be scored.")
+                total[i] += w * float(v)
+                seen[i] = True
+            scored = [float(v) for v in vals if v is not None]
+            per_fn[name] = sum(scored) / len(scored) if scored else float("nan")
+        return total.masked_fill(~seen, float("nan")).float(), per_fn
+
+    def score(self, rows: list[dict], batch: Batch, K: int) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+        """Task reward per completion: (B,) with unscorable ones filled by their group's mean, the per-function
+        means, and (B,) bool `scorable`."""
+        r, per_fn = self.call_rewards(rows, self.completions(batch), batch.eos.tolist(),
+                                      [ids[m.bool()].tolist() for ids, m in zip(batch.completion_ids, batch.mask)], K)
+        scorable = ~torch.isnan(r)
+        g = r.view(-1, K)
+        group_mean = torch.nanmean(g, 1, keepdim=True).nan_to_num(0.0).expand_as(g).reshape(-1)
+        return torch.where(scorable, r, group_mean).to(self.device), per_fn, scorable.to(self.device)
+
+    def shape_rewards(self, r: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Missing-EOS penalty, DAPO's soft overlong penalty, clipping and normalisation. Shape: (B,)."""
+        ro = self.cfg.rollout
+        r = r - ro.missing_eos_penalty * (~batch.eos).float()
+        if ro.overlong_buffer:
+            r = r + ro.overlong_penalty * advantages.overlong_penalty(batch.lengths, ro.max_new_tokens, ro.overlong_buffer)
+        if ro.reward_clip:
+            r = r.clamp(-ro.reward_clip, ro.reward_clip)
+        if ro.reward_normalize:
+            r = (r - r.mean()) / (r.std() + 1e-6) if r.numel() > 1 else r - r.mean()
+        return r
+
+    def single_pass(self) -> bool:
+        a = self.cfg.algorithm
+        return a.update == "gradient" and a.epochs * a.minibatches == 1
+
+    def evaluate(self, batch: Batch) -> Old:
+        """Old and reference log-probs, entropy and values. With one pass of one minibatch the old policy IS the
+        current one, so the training forward (kept with its graph in `old.fresh`) supplies them: one forward
+        saved per step, as TRL does when num_iterations = 1."""
+        a = self.cfg.algorithm
+        need_all, need_hidden = a.update == "trpo", self.critic is not None
+        if self.single_pass():
+            self.model.train()
+            out = token_logprobs(self.model, batch, self.live.temperature, with_entropy=True, with_hidden=need_hidden)
+        else:
+            with torch.no_grad():
+                out = token_logprobs(self.model, batch, self.live.temperature, with_entropy=True,
+                                     with_hidden=need_hidden)
+        with torch.no_grad(), self.policy.reference():
+            ref = token_logprobs(self.model, batch, self.live.temperature)
+        with torch.no_grad():
+            values = self.critic(out["hidden"].detach()) * batch.mask if need_hidden else None
+        old = Old(out["logp"].detach(), ref["logp"], out["entropy"].detach(),
+                  out["logp_all"].detach() if need_all else None, values)
+        old.fresh = out if self.single_pass() else None
+        return old
+
+    def place_kl(self, r: torch.Tensor, kl_t: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Put the KL penalty where the config says. Returns token rewards (B, T) and sequence totals (B,)."""
+        beta, placement = self.kl_ctl.value, self.cfg.kl.placement
+        last = (mask.cumsum(1) == mask.sum(1, keepdim=True)) & mask.bool()   # (B, T) the last valid token
+        if placement == "reward_seq":
+            r = r - beta * kl_t.sum(1)
+        token_r = last.float() * r[:, None]                                   # (B, T)
+        if placement == "reward_token":
+            token_r = token_r - beta * kl_t
+        return token_r, token_r.sum(1)
+
+    def greedy_baseline(self, rows: list[dict], K: int) -> torch.Tensor:
+        """ReMax: the reward of the greedy completion of each prompt. Shape: (P,)."""
+        ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], 1, self.device)
+        greedy = generate(self.model, ids, attn, max_new_tokens=self.cfg.rollout.max_new_tokens, greedy=True,
+                          eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id)
+        r, _, _ = self.score(rows, greedy, 1)
+        return self.shape_rewards(r, greedy)
+
+    def advantages(self, seq_r: torch.Tensor, token_r: torch.Tensor, values: torch.Tensor | None, mask: torch.Tensor,
+                   P: int, K: int, greedy_r: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Token advantages (B, T), and returns (B, T) for the critic (None without one)."""
+        a = self.cfg.algorithm
+        returns = None
+        if a.estimator == "gae":
+            adv, returns = advantages.gae(token_r, values, mask, a.gamma, a.lam)
+        else:
+            r = seq_r.view(P, K)                                                           # (P, K)
+            if a.baseline in advantages.BASELINES:
+                b = r - advantages.group_advantages(r, a.baseline, "none")
+            elif a.baseline == "moving_average":
+                b = torch.full_like(r, self.ema_reward if self.ema_reward is not None else float(r.mean()))
+            else:  # greedy
+                b = greedy_r.view(P, 1).expand_as(r)
+            std = {"none": torch.ones_like(r), "group_std": _std(r, dim=1).expand_as(r),
+                   "batch_std": _std(r.reshape(-1), dim=0).expand_as(r)}[a.scale]
+            if a.estimator == "outcome":
+                adv = advantages.sequence_to_tokens(((r - b) / (std + 1e-6)).reshape(-1), mask)
+            else:  # returns-to-go per token, minus the sequence's baseline
+                G = advantages.returns_to_go(token_r, mask, a.gamma)                       # (B, T)
+                adv = (G - b.reshape(-1, 1)) / (std.reshape(-1, 1) + 1e-6) * mask
+        if a.whiten:
+            adv = advantages.whiten(adv, mask)
+        return adv * mask, returns
+
+    def loss_mask(self, batch: Batch, seq_r: torch.Tensor, scorable: torch.Tensor, P: int, K: int):
+        """Which tokens enter the loss: drop unscorable completions, truncated ones (if asked), and groups
+        without reward variance (DAPO dynamic filtering: we drop, not resample). Also the share of such groups."""
+        keep = scorable.clone()
+        if self.cfg.rollout.mask_truncated:
+            keep &= batch.eos
+        zero_std = None
+        if K > 1:
+            flat_groups = seq_r.view(P, K).std(1) < 1e-6                                   # (P,)
+            zero_std = float(flat_groups.float().mean())
+            if self.cfg.algorithm.dynamic_filter:
+                keep &= ~flat_groups.repeat_interleave(K)
+        return batch.mask * keep[:, None].float(), zero_std
+
+    def policy_objective(self, logp, old, adv, mask, idx=None):
+        """Policy loss + KL-in-loss + entropy bonus on rows `idx`. Returns (loss, info)."""
+        a, k = self.cfg.algorithm, self.cfg.kl
+        sel = (lambda x: x) if idx is None else (lambda x: x[idx])
+        loss, info = losses.policy_loss(logp, sel(old.logp), sel(adv), mask, kind=a.policy_loss,
+                                        clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip or None,
+                                        agg=a.aggregation, max_len=self.cfg.rollout.max_new_tokens)
+        info["loss/policy"] = float(loss.detach())
+        if k.placement == "loss" and self.kl_ctl.value > 0:
+            kl_loss = losses.aggregate(kl.estimate(logp, sel(old.ref_logp), k.estimator), mask, a.aggregation,
+                                       self.cfg.rollout.max_new_tokens)
+            loss = loss + self.kl_ctl.value * kl_loss
+            info["loss/kl"] = float(kl_loss.detach())
+        return loss, info
+
+    def gradient_update(self, batch: Batch, old: Old, adv, returns, loss_mask) -> dict[str, Any]:
+        """Adam over epochs x minibatches: the PPO loop (one pass of one minibatch for plain policy gradients)."""
+        a, B = self.cfg.algorithm, batch.mask.size(0)
+        infos: list[dict[str, float]] = []
+        last_logp = torch.zeros_like(old.logp)
+        self.model.train()
+        for _ in range(a.epochs):
+            order = torch.randperm(B, generator=self.gen) if not old.fresh else torch.arange(B)
+            for idx in order.to(self.device).chunk(a.minibatches):
+                mb, mask = batch.select(idx), loss_mask[idx]
+                out = old.fresh or token_logprobs(self.model, mb, self.live.temperature,
+                                                  with_entropy=a.entropy_coef > 0, with_hidden=self.critic is not None)
+                loss, info = self.policy_objective(out["logp"], old, adv, mask, idx)
+                if a.entropy_coef:
+                    loss = loss - a.entropy_coef * losses.aggregate(out["entropy"], mask, a.aggregation)
+                if self.critic is not None:
+                    v = self.critic(out["hidden"].detach())
+                    v_loss, v_info = losses.value_loss(v, old.values[idx], returns[idx], mask,
+                                                       clip=a.value_clip or None)
+                    loss = loss + a.vf_coef * v_loss
+                    info.update({"loss/value": float(v_loss.detach()), "value/clip_frac": v_info["clip_frac"]})
+                info["loss/total"] = float(loss.detach())
+                self.ensure_finite(loss, "loss")
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                info["grad/norm"] = self.clip_grads()
+                self.opt.step()
+                last_logp[idx] = out["logp"].detach()
+                infos.append(info)
+        return {**_mean_dicts(infos), "logp": last_logp}
+
+    def trpo_update(self, batch: Batch, old: Old, adv, returns, loss_mask) -> dict[str, Any]:
+        """Natural-gradient step (Schulman et al. 2015): g = grad of the surrogate, s = F^-1 g by conjugate
+        gradient with Fisher-vector products of the exact per-token KL, scaled to the trust region, then a
+        backtracking line search on the real surrogate and KL. The critic takes one Adam step on its own."""
+        a, mask = self.cfg.algorithm, loss_mask
+        params = self.params
+        self.model.train()
+
+        def forward(with_hidden=False):
+            return token_logprobs(self.model, batch, self.live.temperature, with_hidden=with_hidden)
+
+        def surrogate(out):
+            loss, info = self.policy_objective(out["logp"], old, adv, mask)
+            return loss, info
+
+        def mean_kl(out):  # KL(pi_old || pi_theta) per valid token, exact over the vocabulary
+            kl_tok = (old.logp_all.exp() * (old.logp_all - out["logp_all"])).sum(-1)
+            return (kl_tok * batch.mask).sum() / batch.mask.sum().clamp(min=1)
+
+        out = forward(with_hidden=self.critic is not None)
+        loss, info = surrogate(out)
+        self.ensure_finite(loss, "loss")
+        g = trpo.flat_grad(loss, params, retain_graph=True)
+        grad_kl = trpo.flat_grad(mean_kl(out), params, create_graph=True)
+
+        def fvp(v):
+            return trpo.flat_grad(grad_kl @ v, params, retain_graph=True)
+
+        step, expected = trpo.natural_gradient_step(g, fvp, a.trpo_max_kl, cg_iters=a.trpo_cg_iters,
+                                                    damping=a.trpo_damping)
+        x0 = trpo.flat_params(params).detach().clone()
+
+        @torch.no_grad()
+        def at(x, what):
+            trpo.set_flat_params(params, x)
+            o = forward()
+            return float(surrogate(o)[0]) if what == "loss" else float(mean_kl(o))
+
+        x_new, ls = trpo.line_search(lambda x: at(x, "loss"), x0, step, expected, lambda x: at(x, "kl"), a.trpo_max_kl)
+        trpo.set_flat_params(params, x_new)
+        info.update({"grad/norm": float(g.norm()), "trpo/step_frac": float(ls["step_frac"]),
+                     "trpo/accepted": float(ls["accepted"]), "trpo/kl": float(ls["kl"])})
+        if self.critic is not None:
+            v = self.critic(out["hidden"].detach())
+            v_loss, v_info = losses.value_loss(v, old.values, returns, mask, clip=a.value_clip or None)
+            self.opt.zero_grad(set_to_none=True)
+            v_loss.backward()
+            self.opt.param_groups[0]["params"][0].grad = None
+            for p in self.params:
+                p.grad = None
+            self.opt.step()
+            info.update({"loss/value": float(v_loss.detach()), "value/clip_frac": v_info["clip_frac"]})
+        info["loss/total"] = info["loss/policy"] + a.vf_coef * info.get("loss/value", 0.0)
+        with torch.no_grad():
+            info["logp"] = forward()["logp"]
+        return info
+
+    def grad_variance(self, batch: Batch, old: Old, adv, loss_mask, P: int, K: int) -> float | None:
+        """Trace of the covariance of the policy-gradient estimate, from G groups of prompts (see module doc)."""
+        G = min(4, P)
+        if G < 2:
+            return None
+        self.model.train()
+        grads = []
+        for chunk in torch.arange(P).chunk(G):
+            idx = (chunk[:, None] * K + torch.arange(K)).reshape(-1).to(self.device)
+            out = token_logprobs(self.model, batch.select(idx), self.live.temperature)
+            loss, _ = losses.policy_loss(out["logp"], old.logp[idx], adv[idx], loss_mask[idx],
+                                         kind="pg" if self.cfg.algorithm.policy_loss == "pg" else "clip",
+                                         agg=self.cfg.algorithm.aggregation, max_len=self.cfg.rollout.max_new_tokens)
+            grads.append(trpo.flat_grad(loss, self.params).detach())
+        g = torch.stack(grads)                                                            # (G, n_params)
+        return float(((g - g.mean(0)) ** 2).sum() / (G - 1) / G)
+
+    def clip_grads(self) -> float:
+        clip = self.cfg.optim.grad_clip
+        norm = torch.nn.utils.clip_grad_norm_(self.params, clip if clip > 0 else float("inf"))
+        self.ensure_finite(norm, "gradient norm")
+        return float(norm)
+
+    def ensure_finite(self, x: torch.Tensor, what: str) -> None:
+        if not torch.isfinite(x).all():
+            raise TrainingError(f"step {self.step_count + 1}: the {what} became {float(x.detach().sum())} (not finite); "
+                                "the weights were not updated. Lower the learning rate or the KL coefficient, "
+                                "or clip rewards.")
+
+    def _ema(self, x: float) -> float:
+        d = self.cfg.algorithm.ema_decay
+        return x if self.ema_reward is None else d * self.ema_reward + (1 - d) * x
+
+    # ------------------------------------------------------------------------------------------------- records
+
+    def metrics(self, scores, per_fn, batch, old, kl_seq, adv, loss_mask, zero_std, grad_var, upd, returns,
+                step_s) -> dict[str, float]:
+        self.ensure_finite(scores, "reward")
+        mask = batch.mask
+        n_tok = mask.sum().clamp(min=1)
+        valid = loss_mask.bool()
+        m: dict[str, float] = {
+            "step": self.step_count, "time": time.perf_counter() - self.t_start,
+            "reward/mean": float(scores.mean()), "reward/std": float(scores.std()) if scores.numel() > 1 else 0.0,
+            **{f"reward/{k}/mean": v for k, v in per_fn.items()},
+            "kl/mean": kl_seq,
+            "entropy/mean": float((old.entropy * mask).sum() / n_tok),
+            "adv/mean": float(adv[valid].mean()) if valid.any() else 0.0,
+            "adv/std": float(adv[valid].std()) if valid.sum() > 1 else 0.0,
+            "len/mean": float(mask.sum(1).mean()), "eos/rate": float(batch.eos.float().mean()),
+            "time/step_s": step_s, "tokens_per_s": float(mask.sum()) / max(step_s, 1e-9),
+            "lr": self.live.lr, "temperature": self.live.temperature,
+        }
+        if self.cfg.kl.placement != "none":
+            m["kl/coef"] = float(self.kl_ctl.value)
+        for key in ("clip_frac", "clip_frac_low", "clip_frac_high"):
+            if key in upd and self.cfg.algorithm.policy_loss != "pg":  # nothing is clipped in plain pg
+                m[key.replace("clip_frac", "clip/frac")] = upd[key]
+        for key, name in (("ratio_mean", "ratio/mean"), ("ratio_max", "ratio/max"), ("approx_kl", "approx_kl")):
+            if key in upd:
+                m[name] = upd[key]
+        for key in ("loss/policy", "loss/value", "loss/kl", "loss/total", "grad/norm", "value/clip_frac",
+                    "trpo/step_frac", "trpo/accepted", "trpo/kl"):
+            if key in upd:
+                m[key] = upd[key]
+        if zero_std is not None:
+            m["groups/zero_std_frac"] = zero_std
+        if grad_var is not None:
+            m["grad/variance"] = grad_var
+        if returns is not None:
+            m["value/explained_var"] = losses.explained_variance(old.values, returns, mask)
+        return m
+
+    def samples(self, rows, batch, old, kl_t, scores, adv, new_logp, K) -> list[dict[str, Any]]:
+        n = min(self.cfg.run.log_samples, batch.mask.size(0))
+        texts = self.completions(batch)
+        out = []
+        for i in range(n):
+            L = int(batch.mask[i].sum())
+            ids = batch.completion_ids[i, :L].tolist()
+            lp, ref = old.logp[i, :L], old.ref_logp[i, :L]
+            ratio = (new_logp[i, :L] - lp).exp() if new_logp is not None else torch.ones_like(lp)
+            out.append({
+                "step": self.step_count, "prompt": rows[i // K]["prompt"], "completion": texts[i],
+                "tokens": self.tok.convert_ids_to_tokens(ids), "reward": round(float(scores[i]), 4),
+                "advantage": round(float(adv[i, :L].mean()) if L else 0.0, 4), "eos": bool(batch.eos[i]),
+                "adv": _r(adv[i, :L]), "logp": _r(lp), "ref_logp": _r(ref), "ratio": _r(ratio), "kl": _r(kl_t[i, :L]),
+            })
+        return out
+
+
+def _std(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Unbiased std, 0 (not NaN) for a single element; keeps the reduced dim."""
+    n = x.size(dim)
+    return x.std(dim, keepdim=True) if n > 1 else torch.zeros_like(x.mean(dim, keepdim=True))
+
+
+def _r(t: torch.Tensor) -> list[float]:
+    return [round(float(v), 4) for v in t]
+
+
+def _mean_dicts(ds: list[dict[str, float]]) -> dict[str, float]:
+    keys = {k for d in ds for k in d}
+    out = {k: sum(d[k] for d in ds if k in d) / sum(1 for d in ds if k in d) for k in keys}
+    if any("ratio_max" in d for d in ds):
+        out["ratio_max"] = max(d["ratio_max"] for d in ds if "ratio_max" in d)
+    return out
+

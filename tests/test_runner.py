@@ -1,0 +1,175 @@
+"""The background runner and the run store: transport controls, FIFO queue, failures, restarts."""
+
+import json
+import time
+import zipfile
+
+import pytest
+
+from labcore.config import ConfigError, build
+from labcore.runner import RunManager, SharedLimits
+from labcore.runstore import RunStore
+
+SMALL = {"rollout.prompts_per_step": 2, "rollout.samples_per_prompt": 2, "rollout.max_new_tokens": 4,
+         "run.grad_variance": False, "run.log_samples": 2}
+
+
+def cfg(steps=3, recipe="grpo", **over):
+    return build(recipe, {**SMALL, "run.steps": steps, **over})
+
+
+def wait_for(pred, timeout=60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture
+def manager(tmp_path):
+    m = RunManager(tmp_path / "runs")
+    yield m
+    m.shutdown()
+
+
+def test_run_completes_and_is_stored(manager):
+    run_id = manager.submit(cfg(3), owner="alice")
+    st = manager.wait(run_id, 120)
+    assert st["state"] == "done" and st["step"] == 3
+    d = manager.store.path(run_id)
+    assert (d / "config.toml").exists() and (d / "adapter" / "adapter_config.json").exists()
+    assert [r["step"] for r in manager.store.metrics(run_id)] == [1, 2, 3]
+    assert manager.store.samples(run_id)[0]["step"] == 3
+    assert manager.store.config(run_id) == cfg(3)
+
+
+def test_pause_step_resume_stop(manager):
+    run_id = manager.submit(cfg(50), owner="a", paused=True)
+    wait_for(lambda: manager.status(run_id)["state"] == "paused")
+    time.sleep(0.5)
+    assert manager.status(run_id)["step"] == 0, "a paused run must not step"
+    manager.step_once(run_id)
+    wait_for(lambda: manager.status(run_id)["step"] == 1)
+    time.sleep(0.5)
+    assert manager.status(run_id)["step"] == 1, "Step runs exactly one step"
+    manager.resume(run_id)
+    wait_for(lambda: manager.status(run_id)["step"] >= 3)
+    manager.stop(run_id)
+    st = manager.wait(run_id, 60)
+    assert st["state"] == "stopped" and 3 <= st["step"] < 50
+    assert len(manager.store.metrics(run_id)) == st["step"]
+    assert (manager.store.path(run_id) / "adapter").is_dir()
+
+
+def test_fifo_queue_positions(manager):
+    first = manager.submit(cfg(4), owner="a")
+    second = manager.submit(cfg(2), owner="b")
+    third = manager.submit(cfg(2), owner="c")
+    wait_for(lambda: manager.status(first)["state"] == "running")
+    assert manager.status(second)["queue_position"] == 1
+    assert manager.status(third)["queue_position"] == 2
+    manager.stop(third)
+    assert manager.status(third)["state"] == "cancelled"
+    for r in (first, second):
+        manager.wait(r, 120)
+    assert manager.store.meta(first)["finished"] <= manager.store.meta(second)["started"]
+
+
+def test_live_change_reaches_the_run(manager):
+    run_id = manager.submit(cfg(30), owner="a", paused=True)
+    wait_for(lambda: manager.status(run_id)["state"] == "paused")
+    manager.set_live(run_id, lr=1e-4, temperature=0.5)
+    manager.step_once(run_id)
+    wait_for(lambda: manager.status(run_id)["step"] == 1)
+    rec = manager.store.metrics(run_id)[-1]
+    assert rec["lr"] == 1e-4 and rec["temperature"] == 0.5
+    with pytest.raises(ConfigError, match="lr = -1"):
+        manager.set_live(run_id, lr=-1)
+    manager.stop(run_id)
+
+
+def test_invalid_settings_start_nothing(manager):
+    with pytest.raises(ConfigError, match="samples_per_prompt"):
+        manager.submit(cfg(3, recipe="rloo", **{"rollout.samples_per_prompt": 1}))
+    with pytest.raises(ConfigError, match="no directory at"):
+        manager.submit(cfg(3, **{"model.policy": "./no/such/model"}))
+    assert manager.store.list_runs() == []
+
+
+def test_failed_run_keeps_records_and_worker_lives(manager, monkeypatch):
+    """A NaN mid-run fails the run with the step and reason; the next run still trains."""
+    run_id = manager.submit(cfg(50), owner="a")
+    wait_for(lambda: manager.status(run_id)["step"] >= 2)
+    manager.set_live(run_id, kl_coef=float("inf"))
+    st = manager.wait(run_id, 60)
+    assert st["state"] == "failed" and "not finite" in st["message"] and "step" in st["message"]
+    assert len(manager.store.metrics(run_id)) >= 2
+    assert (manager.store.path(run_id) / "adapter").is_dir()
+    assert "Traceback" in (manager.store.path(run_id) / "error.txt").read_text()
+    nxt = manager.submit(cfg(2), owner="a")
+    assert manager.wait(nxt, 120)["state"] == "done"
+
+
+def test_restart_lists_earlier_runs(tmp_path):
+    """After a restart runs are listed and readable; an unfinished one is marked interrupted."""
+    m = RunManager(tmp_path)
+    done = m.submit(cfg(2), owner="a")
+    m.wait(done, 120)
+    m.shutdown()
+    store = RunStore(tmp_path)
+    ghost = store.create(cfg(5), owner="b")
+    store.update_meta(ghost, state="running")
+    with open(store.path(ghost) / "metrics.jsonl", "w") as fh:
+        fh.write(json.dumps({"step": 1, "reward/mean": 0.5}) + "\n" + '{"step": 2, "rew')  # torn last line
+    m2 = RunManager(tmp_path)
+    try:
+        states = {r["run_id"]: r["state"] for r in m2.runs()}
+        assert states == {done: "done", ghost: "interrupted"}
+        assert [r["step"] for r in m2.store.metrics(ghost)] == [1]
+        assert len(m2.store.metrics(done)) == 2
+    finally:
+        m2.shutdown()
+
+
+def test_incremental_reader_sees_completed_torn_line(tmp_path):
+    store = RunStore(tmp_path)
+    run_id = store.create(cfg(5), owner="x")
+    path = store.path(run_id) / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2')
+    assert [r["step"] for r in store.metrics(run_id)] == [1]
+    with open(path, "a") as fh:
+        fh.write('}\n{"step": 3}\n')
+    assert [r["step"] for r in store.metrics(run_id)] == [1, 2, 3]
+
+
+def test_export_zip(manager, tmp_path):
+    run_id = manager.submit(cfg(2), owner="a")
+    manager.wait(run_id, 120)
+    path = manager.store.export_zip(run_id, tmp_path / "run.zip")
+    names = zipfile.ZipFile(path).namelist()
+    assert {"config.toml", "metrics.csv", "samples.jsonl"} <= set(names)
+    assert any(n.startswith("adapter/") for n in names)
+    csv_text = zipfile.ZipFile(path).read("metrics.csv").decode()
+    assert csv_text.splitlines()[0].startswith("step,time,")
+
+
+def test_shared_limits_refuse_with_reasons(tmp_path):
+    m = RunManager(tmp_path, limits=SharedLimits(max_steps=10, max_batch=4, max_new_tokens=4))
+    try:
+        cases = [({"model.policy": "/etc"}, "not offered on this shared server"),
+                 ({"run.steps": 11}, "above this server's cap of 10"),
+                 ({"rollout.prompts_per_step": 4}, "cap of 4 completions per step"),
+                 ({"rollout.max_new_tokens": 5}, "max_new_tokens = 5 is above")]
+        for over, fragment in cases:
+            with pytest.raises(ConfigError, match=fragment):
+                m.submit(build("grpo", {**SMALL, "run.steps": 5, **over}), owner="a")
+        first = m.submit(cfg(10), owner="a", paused=True)
+        with pytest.raises(ConfigError, match="already have 1 run"):
+            m.submit(cfg(2), owner="a")
+        other = m.submit(cfg(2), owner="b")  # another session is not blocked
+        m.stop(first)
+        m.wait(other, 120)
+    finally:
+        m.shutdown()
