@@ -98,7 +98,7 @@ class RunManager:
         be found. Nothing is created."""
         problems = []
         try:
-            check(cfg)
+            check(cfg, context_length=_context_length(cfg.model.policy))
         except ConfigError as e:
             problems += e.problems
         if self.limits:
@@ -289,6 +289,21 @@ class RunManager:
             trainer.model.save_pretrained(str(self.store.path(job.run_id) / "adapter"))
         except Exception as e:  # noqa: BLE001
             job.message += f" (the adapter could not be saved: {e})"
+
+
+def _context_length(name: str) -> int | None:
+    """The policy's maximum positions when its config is on disk (no network), else None."""
+    import json
+    import os
+
+    from labcore.model import ModelLoadError, resolve_model_path
+
+    try:
+        path = resolve_model_path(name)
+        with open(os.path.join(path, "config.json")) as fh:
+            return json.load(fh).get("max_position_embeddings")
+    except (ModelLoadError, OSError, ValueError):
+        return None
 
 
 def explain_failure(e: BaseException, step: int) -> str:

@@ -119,7 +119,7 @@ class Trainer:
         t0 = time.perf_counter()
         self.apply_live()
         cfg, P, K = self.cfg, self.cfg.rollout.prompts_per_step, self.cfg.rollout.samples_per_prompt
-        rows = self.task.make_prompts(self.rng, P)                       # P prompt rows
+        rows = self.prompts(P)                                           # P prompt rows
         batch = self.sample(rows, K)                                     # B = P*K completions
         scores, per_fn, scorable = self.score(rows, batch, K)            # (B,) task reward
         rewards = self.shape_rewards(scores, batch)                      # EOS / overlong / clip / normalise
@@ -148,6 +148,13 @@ class Trainer:
         self.opt.param_groups[0]["lr"] = self.live.lr
         if self.cfg.kl.controller == "fixed":
             self.kl_ctl.value = self.live.kl_coef
+
+    def prompts(self, P: int) -> list[dict]:
+        rows = self.task.make_prompts(self.rng, P)
+        if len(rows) != P or any(not str(r.get("prompt", "")).strip() for r in rows):
+            raise TrainingError(f"task '{self.task.name}' gave {len(rows)} prompts ({sum(bool(str(r.get('prompt', '')).strip()) for r in rows)} "
+                                f"non-empty) where {P} were asked for; a task must return one non-empty prompt per row.")
+        return rows
 
     def sample(self, rows: list[dict], K: int) -> Batch:
         ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], K, self.device)
