@@ -28,7 +28,7 @@ SCALES = advantages.SCALES
 POLICY_LOSSES = losses.POLICY_LOSSES
 AGGREGATIONS = losses.AGGREGATIONS
 KL_PLACEMENTS = {
-    "none": "no KL penalty; the reference model is not even run",
+    "none": "no KL penalty (the KL to the reference is still measured for the KL chart)",
     "reward_token": "-beta * KL_t added to each token's reward (InstructGPT, PPO in TRL/OpenRLHF/verl)",
     "reward_seq": "-beta * sum_t KL_t subtracted from the completion's reward (RLOO in TRL)",
     "loss": "+beta * KL added to the loss, aggregated like the policy loss (GRPO)",
@@ -217,7 +217,7 @@ def describe_parts(cfg: Config) -> list[tuple[str, str, str]]:
         adv = rf"\hat A_{{i,t}} = {base}" if not _SCALE[a.scale] else rf"\hat A_{{i,t}} = \frac{{{base}}}{{{_SCALE[a.scale]}}}"
         if a.estimator == "returns":
             adv += rf",\quad G_{{i,t}} = \sum_{{t' \ge t}} \gamma^{{t'-t}} r_{{i,t'}}\ (\gamma={a.gamma:g})"
-        why = f"Baseline: {BASELINES[a.baseline]}; scale: {SCALES[a.scale]}."
+        why = f"Baseline: {BASELINES[a.baseline].rstrip('.')}; scale: {SCALES[a.scale].rstrip('.')}."
     out.append(("advantage", adv, why))
     if a.whiten:
         out.append(("whiten", r"\hat A \leftarrow \frac{\hat A - \operatorname{mean}(\hat A)}{\operatorname{std}(\hat A)}",

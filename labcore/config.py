@@ -115,7 +115,8 @@ class RunConfig:
     steps: int = _f(100, "Training steps.")
     seed: int = _f(0, "Seed for prompts, sampling and LoRA initialisation.")
     name: str = _f("", "A name for the run (shown in legends). Empty: recipe and time.")
-    grad_variance: bool = _f(True, "Estimate the policy-gradient variance each step (costs about one extra backward).")
+    grad_variance: bool = _f(True, "Estimate the policy-gradient variance (costs about one extra forward and backward).")
+    grad_variance_every: int = _f(5, "Estimate the gradient variance every N steps (its cost is then spread out).")
     log_samples: int = _f(16, "Completions kept per step for the samples table.")
 
 
@@ -363,6 +364,7 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
     positive("run.steps", run.steps, integer=True)
     if run.seed < 0:
         p.append(f"run.seed = {run.seed!r} must be >= 0.")
+    positive("run.grad_variance_every", run.grad_variance_every, integer=True)
     if run.log_samples < 0:
         p.append(f"run.log_samples = {run.log_samples!r} must be >= 0.")
     return p

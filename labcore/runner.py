@@ -78,7 +78,9 @@ class Job:
 
 
 class RunManager:
-    def __init__(self, store: RunStore | str = "runs", workers: int = 1, limits: SharedLimits | None = None):
+    def __init__(self, store: RunStore | str = "runs", workers: int = 1, limits: SharedLimits | None = None,
+                 threads: int | None = None):
+        set_threads(threads)
         self.store = store if isinstance(store, RunStore) else RunStore(store)
         self.limits = limits
         self.store.mark_interrupted()
@@ -289,6 +291,21 @@ class RunManager:
             trainer.model.save_pretrained(str(self.store.path(job.run_id) / "adapter"))
         except Exception as e:  # noqa: BLE001
             job.message += f" (the adapter could not be saved: {e})"
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Torch intra-op threads for training. The tiny model's ops are small, so extra threads mostly wait on each
+    other: on a 2-core box shared with the web server, 2 threads made steps up to 30x slower than 1 under load
+    (benchmarks/README.md). Default: 1 thread on machines with <= 4 cores, else half the cores (at most 4);
+    RLHF_LAB_THREADS overrides."""
+    import os
+
+    import torch
+
+    cores = os.cpu_count() or 1
+    n = threads or int(os.environ.get("RLHF_LAB_THREADS", 0)) or (1 if cores <= 4 else min(4, cores // 2))
+    torch.set_num_threads(n)
+    return n
 
 
 def _context_length(name: str) -> int | None:

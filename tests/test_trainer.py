@@ -25,7 +25,7 @@ def lora_state(trainer):
 def test_every_recipe_trains_on_every_task(recipe, task):
     """Two real steps: the LoRA weights move, metrics are finite and carry the documented keys."""
     cfg = build(recipe, {**SMALL, "rollout.task": task, "rollout.overlong_buffer": 0 if recipe != "dapo" else 2,
-                         "run.grad_variance": recipe in ("reinforce", "grpo")})
+                         "run.grad_variance": recipe in ("reinforce", "grpo"), "run.grad_variance_every": 1})
     trainer = Trainer(cfg)
     before = lora_state(trainer)
     for _ in range(2):

@@ -1,0 +1,88 @@
+"""The live chart grid: one custom `gr.HTML` component that keeps Plotly charts alive across updates.
+
+`gr.Plot` remounts its div whenever its figure changes, which throws away the user's zoom, pan and hidden
+traces every second. This component instead renders a constant template (an empty grid, so Gradio never
+re-renders the DOM under it) and, in `js_on_load`, creates one div per chart and calls
+`Plotly.react(div, data, layout)` on the same div at every value change (`watch('value', ...)`). Layouts carry
+a constant `uirevision` (see `app/figures.py`), so Plotly keeps user-made view changes between updates.
+
+The value is one JSON string {"charts": [{"id", "data", "layout"}, ...]}; Python builds it with the pure
+builders in `app/figures.py`. plotly.js comes from the installed plotly package, served by Gradio as a static
+file (no CDN: the lab runs offline).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import orjson  # a gradio dependency; ~10x faster than json for the chart payload
+import plotly
+
+PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
+
+TEMPLATE = '<div class="rl-grid" data-rl-charts></div>'
+
+CSS = """
+.rl-grid { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 10px; }
+.rl-chart { min-height: 290px; border: 1px solid var(--border-color-primary); border-radius: 10px;
+  background: var(--background-fill-primary); padding: 2px 4px; overflow: hidden; }
+@media (max-width: 1100px) { .rl-grid { grid-template-columns: repeat(2, minmax(0, 1fr)); } }
+@media (max-width: 700px) { .rl-grid { grid-template-columns: minmax(0, 1fr); } }
+"""
+
+# Runs once per page; `watch` re-runs draw() after every value change sent by Python.
+JS_ON_LOAD = """
+const grid = element.querySelector('[data-rl-charts]');
+const divs = {};
+const config = {responsive: true, displaylogo: false, displayModeBar: 'hover',
+                modeBarButtonsToRemove: ['lasso2d', 'select2d', 'toImage']};
+function draw() {
+  if (!grid) return;
+  if (!window.Plotly) {
+    grid.textContent = 'The charts need plotly.js, which could not be loaded from this server.';
+    return;
+  }
+  let spec;
+  try { spec = JSON.parse(props.value || '{"charts": []}'); } catch (e) { return; }
+  const dark = document.body.classList.contains('dark') ||
+               !!document.querySelector('.gradio-container.dark, .dark .gradio-container');
+  for (const chart of spec.charts || []) {
+    if (dark) {  // the figures are built for a light page; lighten the text on a dark one
+      chart.layout.font = {...chart.layout.font, color: '#cbd5e1'};
+      if (chart.layout.title && chart.layout.title.font) chart.layout.title.font.color = '#f1f5f9';
+    }
+    let div = divs[chart.id];
+    if (!div) {
+      div = document.createElement('div');
+      div.className = 'rl-chart';
+      div.id = 'rl-chart-' + chart.id;
+      div.dataset.chart = chart.id;
+      grid.appendChild(div);
+      divs[chart.id] = div;
+    }
+    // Same div every time + constant layout.uirevision: zoom, pan and legend clicks survive.
+    window.Plotly.react(div, chart.data, chart.layout, config);
+  }
+  grid.dataset.updates = String(Number(grid.dataset.updates || 0) + 1);
+}
+draw();
+watch('value', draw);
+"""
+
+
+def head() -> str:
+    """The <script> tag that loads plotly.js from the installed package through Gradio's file route."""
+    return f'<script src="gradio_api/file={PLOTLY_JS.as_posix()}"></script>'
+
+
+def encode(figures: list[dict[str, Any]]) -> str:
+    """The component's value for a list of figures from `app.figures.build_figures`."""
+    return orjson.dumps({"charts": figures}).decode()
+
+
+def chart_grid(value: str, **kwargs: Any) -> gr.HTML:
+    """The component. `gr.set_static_paths` must allow PLOTLY_JS (done in `app.main.build_demo`)."""
+    return gr.HTML(value, html_template=TEMPLATE, css_template=CSS, js_on_load=JS_ON_LOAD, head=head(),
+                   apply_default_css=False, elem_id="rl-charts", **kwargs)

@@ -1,0 +1,70 @@
+"""The `rlhf-lab` console script: serve the lab, or run the headless commands of `labcore.cli`.
+
+    rlhf-lab [serve] [--host H] [--port P] [--share] [--runs-dir DIR] [--shared]
+    rlhf-lab run PRESET_OR_TOML [--set section.key=value ...]
+    rlhf-lab presets
+    rlhf-lab pretrain [...]
+
+Shared mode (`--shared`, or the environment variable RLHF_LAB_SHARED=1, as on a Space) caps runs with
+`labcore.runner.SharedLimits` and lists only each session's own and published runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from labcore.cli import add_commands
+
+COMMANDS = ("serve", "run", "presets", "pretrain")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def add_serve_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                   help="port (default 7860)")
+    p.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
+    p.add_argument("--runs-dir", default=os.environ.get("RLHF_LAB_RUNS", "runs"),
+                   help="folder for run folders (default: runs)")
+    p.add_argument("--shared", action="store_true", default=_truthy(os.environ.get("RLHF_LAB_SHARED")),
+                   help="workshop/Space mode: cap runs and list only each visitor's own and published runs "
+                        "(also RLHF_LAB_SHARED=1)")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from app.main import launch
+
+    print(f"rlhf-lab: serving on http://{args.host}:{args.port} (runs in {args.runs_dir}"
+          f"{', shared mode' if args.shared else ''})")
+    launch(runs_dir=args.runs_dir, host=args.host, port=args.port, share=args.share, shared=args.shared)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rlhf-lab", description="rlhf-lab: an interactive visual lab for RLHF "
+                                "policy-gradient algorithms. With no command, serves the lab.")
+    sub = p.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="serve the lab in the browser (the default)")
+    add_serve_options(serve)
+    serve.set_defaults(func=cmd_serve)
+    add_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        argv = ["serve", *argv]  # `rlhf-lab --port 8000` serves
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,355 @@
+"""Pure figure builders: step records -> Plotly figure dicts for the live charts.
+
+A chart is a list of `Series` (metric keys) drawn for one or more runs. Each series is smoothed with the
+debiased exponential moving average TensorBoard uses (the raw line stays, faint), then downsampled server-side
+to at most `MAX_POINTS` points per trace (min/max buckets for the raw line, so spikes survive; an even stride
+for the smooth one). One run: each series has its own colour. Several runs (compare): each run has a stable
+colour from a hash of its id, and series are told apart by dash.
+
+Every layout carries a constant `uirevision`, so `Plotly.react` keeps the user's zoom and hidden traces
+across updates (it changes only with the x axis). Traces carry stable `uid`s for the same reason.
+Left out: log axes and outlier-robust y ranges (Plotly's own zoom covers them).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MAX_POINTS = 500
+
+# Colours: series of one run (first is the lab's blue), and runs when comparing (a stable hash picks one).
+SERIES_COLORS = ("#2563eb", "#ea580c", "#059669", "#7c3aed", "#db2777", "#0891b2", "#ca8a04", "#475569")
+RUN_COLORS = ("#2563eb", "#ea580c", "#059669", "#7c3aed", "#db2777", "#0891b2", "#ca8a04", "#dc2626",
+              "#4f46e5", "#65a30d", "#0d9488", "#c026d3")
+DASHES = ("solid", "dash", "dot", "dashdot")
+FONT = "ui-sans-serif, system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
+
+
+@dataclass(frozen=True)
+class Series:
+    key: str
+    label: str
+    axis: str = "y"        # "y2": the right-hand axis, for a quantity on another scale
+    dash: str = "solid"
+
+
+@dataclass(frozen=True)
+class Chart:
+    id: str
+    title: str
+    series: tuple[Series, ...]
+    y_title: str = ""
+    y2_title: str = ""
+
+
+CHARTS: tuple[Chart, ...] = (
+    Chart("reward", "Reward", (Series("reward/mean", "mean"),), "reward"),
+    Chart("kl", "KL", (Series("kl/mean", "KL to ref"), Series("approx_kl", "approx KL", dash="dash"),
+                       Series("kl/coef", "β", axis="y2", dash="dot")), "KL", "β"),
+    Chart("clip", "Clip fraction", (Series("clip/frac_low", "low"), Series("clip/frac_high", "high"),
+                                    Series("clip/frac", "all", dash="dot")), "fraction of tokens"),
+    Chart("entropy", "Entropy", (Series("entropy/mean", "entropy"),), "nats per token"),
+    Chart("loss", "Loss", (Series("loss/policy", "policy"), Series("loss/value", "value"),
+                           Series("loss/kl", "KL")), "loss"),
+    Chart("advantage", "Advantage", (Series("adv/mean", "mean"), Series("adv/std", "std"),
+                                     Series("groups/zero_std_frac", "flat groups", axis="y2", dash="dot")),
+          "advantage", "fraction of groups"),
+    Chart("length", "Length and EOS rate", (Series("len/mean", "length"),
+                                             Series("eos/rate", "EOS rate", axis="y2")),
+          "tokens", "EOS rate"),
+    Chart("gradvar", "Gradient variance", (Series("grad/variance", "variance"),
+                                           Series("grad/norm", "grad norm", axis="y2", dash="dot")),
+          "variance", "norm"),
+    Chart("ratio", "Ratio", (Series("ratio/mean", "mean ρ"), Series("ratio/max", "max ρ", dash="dot")),
+          "π/π_old"),
+)
+X_TITLES = {"step": "step", "time": "time (s)"}
+
+
+class Columns:
+    """A run's step records as per-metric columns of finite values, extended incrementally.
+
+    Records only ever grow, so `update` reads just the new ones: a tick on a 1,000-step run costs the one new
+    record, not 1,000 dict lookups per metric.
+    """
+
+    def __init__(self, records: Sequence[dict[str, Any]] = ()):
+        self.n = 0
+        # key -> (steps, times, values)
+        self.cols: dict[str, tuple[list[float], list[float], list[float]]] = {}
+        self._ema: dict[str, list[Any]] = {}  # key -> [smoothed values, last, debias] for `_ema_weight`
+        self._ema_weight = -1.0
+        self.traces: dict[tuple, list[dict[str, Any]]] = {}  # built traces, valid while no record arrives
+        self.update(records)
+
+    def update(self, records: Sequence[dict[str, Any]]) -> None:
+        if len(records) > self.n:
+            self.traces = {}
+        for r in records[self.n:]:
+            step, t = r.get("step"), r.get("time")
+            for k, v in r.items():
+                if type(v) in (float, int) and math.isfinite(v):
+                    c = self.cols.get(k)
+                    if c is None:
+                        c = self.cols[k] = ([], [], [])
+                    c[0].append(step)
+                    c[1].append(t)
+                    c[2].append(v)
+        self.n = max(self.n, len(records))
+
+    def xy(self, key: str, x: str = "step") -> tuple[list[float], list[float]]:
+        """(xs, ys) of one metric; records without it (or with a non-finite value) are skipped."""
+        c = self.cols.get(key)
+        if c is None:
+            return [], []
+        xs = c[0] if x == "step" else c[1]
+        if None in xs:
+            keep = [i for i, v in enumerate(xs) if v is not None]
+            return [xs[i] for i in keep], [c[2][i] for i in keep]
+        return xs, c[2]
+
+    def keys(self) -> list[str]:
+        return list(self.cols)
+
+    def smoothed(self, key: str, weight: float) -> list[float]:
+        """`ema(values of key, weight)`, extended by the new values only (one smoothing weight is kept)."""
+        ys = self.cols[key][2] if key in self.cols else []
+        if weight <= 0:
+            return ys
+        if weight != self._ema_weight:
+            self._ema, self._ema_weight = {}, weight
+        out, last, debias = self._ema.setdefault(key, [[], 0.0, 0.0])
+        for y in ys[len(out):]:  # the same recurrence as `ema`
+            last = last * weight + (1.0 - weight) * y
+            debias = debias * weight + (1.0 - weight)
+            out.append(last / debias)
+        self._ema[key][1:] = [last, debias]
+        return out
+
+
+@dataclass
+class RunView:
+    """One run to draw: its id (for colour and trace ids), its legend label and its step records.
+
+    `columns` may be passed in (and kept between ticks) to read only new records; else it is built here.
+    """
+    run_id: str
+    label: str
+    records: Sequence[dict[str, Any]]
+    columns: Columns | None = None
+
+    def __post_init__(self) -> None:
+        if self.columns is None:
+            self.columns = Columns(self.records)
+        else:
+            self.columns.update(self.records)
+
+
+# ------------------------------------------------------------------------------------------------ numerics
+
+
+def ema(values: Sequence[float], weight: float) -> list[float]:
+    """TensorBoard's debiased exponential moving average: s_n = sum_i w^(n-i) (1-w) y_i / (1 - w^n).
+
+    Dividing by 1 - w^n removes the pull towards 0 that a zero-initialised average has at the start.
+    """
+    if weight <= 0 or not values:
+        return list(values)
+    out, last, debias = [], 0.0, 0.0
+    for y in values:
+        last = last * weight + (1.0 - weight) * y
+        debias = debias * weight + (1.0 - weight)
+        out.append(last / debias)
+    return out
+
+
+def downsample_indices(ys: Sequence[float], max_points: int = MAX_POINTS, minmax: bool = True) -> np.ndarray:
+    """Indices to keep, in order, at most `max_points`, always the first and the last.
+
+    minmax: the smallest and the largest value of each bucket (spikes survive); else an even stride.
+    """
+    n = len(ys)
+    if n <= max_points:
+        return np.arange(n)
+    if not minmax:
+        return np.round(np.linspace(0, n - 1, max_points)).astype(int)  # distinct: the stride is > 1
+    buckets = max(1, (max_points - 2) // 2)
+    inner = np.asarray(ys[1:-1], dtype=float)
+    size = math.ceil(len(inner) / buckets)
+    padded = np.full(buckets * size, np.nan)
+    padded[: len(inner)] = inner
+    grid = padded.reshape(buckets, size)
+    full = ~np.all(np.isnan(grid), axis=1)
+    grid = grid[full]
+    offsets = np.arange(buckets)[full] * size + 1
+    lo = np.nanargmin(grid, axis=1) + offsets
+    hi = np.nanargmax(grid, axis=1) + offsets
+    idx = np.sort(np.concatenate(([0], lo, hi, [n - 1])))
+    return idx[np.concatenate(([True], idx[1:] != idx[:-1]))]
+
+
+def _round(values: np.ndarray, digits: int = 5) -> list[float]:
+    """`digits` significant digits: smaller JSON, no visible change."""
+    if values.size == 0:
+        return []
+    top = float(np.max(np.abs(values)))
+    decimals = digits - 1 - (int(math.floor(math.log10(top))) if top > 0 else 0)
+    return np.round(values, max(0, min(12, decimals))).tolist()
+
+
+def series_xy(records: Sequence[dict[str, Any]], key: str, x: str = "step") -> tuple[list, list]:
+    """(xs, ys) of one metric straight from records (`Columns.xy` does the same incrementally)."""
+    xs, ys = [], []
+    for r in records:
+        v = r.get(key)
+        if v is None or isinstance(v, bool) or not math.isfinite(v) or r.get(x) is None:
+            continue
+        xs.append(r[x])
+        ys.append(v)
+    return xs, ys
+
+
+def uid(group: str, kind: str) -> str:
+    """A trace id Plotly can also use in CSS selectors (it builds class names from it): [A-Za-z0-9_-] only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"{group}_{kind}")
+
+
+def run_color(run_id: str) -> str:
+    """A stable colour per run (crc32, not Python's salted hash, so it survives restarts)."""
+    return RUN_COLORS[zlib.crc32(run_id.encode()) % len(RUN_COLORS)]
+
+
+def chart_series(chart: Chart, runs: Sequence[RunView]) -> tuple[Series, ...]:
+    """The chart's series; the reward chart adds one line per reward function found in the records."""
+    if chart.id != "reward":
+        return chart.series
+    fns: list[str] = []
+    for run in runs:
+        fns += [k for k in run.columns.keys() if k.startswith("reward/") and k.endswith("/mean")
+                and k.count("/") == 2 and k not in fns]
+    extra = tuple(Series(k, k.split("/")[1], dash="dot") for k in fns)
+    return chart.series + extra if len(fns) > 1 else chart.series
+
+
+# ------------------------------------------------------------------------------------------------ figures
+
+
+def _traces(run: RunView, s: Series, color: str, dash: str, name: str, group: str, ident: str,
+            smoothing: float, x: str, max_points: int, raw_line: bool) -> list[dict[str, Any]]:
+    """The smoothed trace (and the faint raw one) of one series of one run; cached until a record arrives."""
+    key = (s, color, dash, name, group, ident, smoothing, x, max_points, raw_line)
+    if key not in run.columns.traces:
+        run.columns.traces[key] = _build_traces(run, s, color, dash, name, group, ident, smoothing, x,
+                                                max_points, raw_line)
+    return [dict(t) for t in run.columns.traces[key]]  # callers may set yaxis/showlegend on their copy
+
+
+def _build_traces(run: RunView, s: Series, color: str, dash: str, name: str, group: str, ident: str,
+                  smoothing: float, x: str, max_points: int, raw_line: bool) -> list[dict[str, Any]]:
+    xs, ys = run.columns.xy(s.key, x)
+    base = {"type": "scatter", "mode": "lines", "legendgroup": group, "yaxis": s.axis,
+            "line": {"color": color, "dash": dash, "width": 2}}
+    xa, ya = np.asarray(xs), np.asarray(ys, dtype=float)  # steps stay integers
+    whole = len(ys) == len(run.columns.cols[s.key][2]) if ys else True  # nothing filtered out by a missing x
+    smooth = np.asarray(run.columns.smoothed(s.key, smoothing) if whole else ema(ys, smoothing), dtype=float)
+    keep = downsample_indices(smooth, max_points, minmax=False)
+    mode = "lines+markers" if len(xs) <= 1 else "lines"
+    main = {**base, "uid": uid(ident, "s"), "name": name, "mode": mode, "x": _round(xa[keep], 6),
+            "y": _round(smooth[keep]), "hovertemplate": "%{y:.4g}"}
+    if smoothing <= 0 or len(xs) < 2 or not raw_line:
+        return [main]
+    raw_keep = downsample_indices(ys, max_points)
+    raw = {**base, "uid": uid(ident, "r"), "name": f"{name} (raw)", "showlegend": False, "opacity": 0.25,
+           "hoverinfo": "skip", "x": _round(xa[raw_keep], 6), "y": _round(ya[raw_keep]),
+           "line": {"color": color, "dash": dash, "width": 1}}
+    return [raw, main]
+
+
+def chart_layout(chart: Chart, x: str, has_y2: bool, legend: bool, empty_note: str = "") -> dict[str, Any]:
+    grid = "rgba(100, 116, 139, 0.15)"
+    axis = {"tickmode": "auto", "nticks": 6, "gridcolor": grid, "zeroline": False,
+            "linecolor": "rgba(100,116,139,0.4)", "ticks": "outside",
+            "tickcolor": "rgba(100,116,139,0.4)", "automargin": True}
+    layout: dict[str, Any] = {
+        "title": {"text": chart.title, "x": 0.01, "xanchor": "left", "y": 0.985, "yref": "container",
+                  "yanchor": "top", "font": {"size": 14, "color": "#0f172a"}},
+        "uirevision": f"rl-{x}",  # constant: Plotly.react keeps zoom and legend state across updates
+        "height": 290, "margin": {"l": 52, "r": 52 if has_y2 else 16, "t": 34, "b": 40},
+        "xaxis": {**axis, "title": {"text": X_TITLES.get(x, x), "standoff": 4}},
+        "yaxis": {**axis, "title": {"text": chart.y_title, "standoff": 4}},
+        "hovermode": "x unified", "showlegend": legend,
+        "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "xanchor": "left",
+                   "font": {"size": 10}, "bgcolor": "rgba(0,0,0,0)", "groupclick": "togglegroup",
+                   "itemwidth": 30, "tracegroupgap": 0},
+        "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+        "font": {"family": FONT, "size": 11, "color": "#334155"},
+        "annotations": [],
+    }
+    if legend:  # the legend takes a row between the title and the plot
+        layout["margin"]["t"] = 58
+    if has_y2:
+        layout["yaxis2"] = {**axis, "overlaying": "y", "side": "right", "showgrid": False,
+                            "title": {"text": chart.y2_title, "standoff": 4}, "rangemode": "tozero"}
+    if empty_note:  # no axes around nothing: just the note
+        for ax in ("xaxis", "yaxis"):
+            layout[ax]["visible"] = False
+        layout["annotations"].append({"text": empty_note, "xref": "paper", "yref": "paper", "x": 0.5,
+                                      "y": 0.5, "showarrow": False, "font": {"size": 12, "color": "#94a3b8"}})
+    return layout
+
+
+DASH_GLYPHS = {"solid": "——", "dash": "– –", "dot": "···", "dashdot": "–·–"}
+
+
+def chart_figure(chart: Chart, runs: Sequence[RunView], smoothing: float = 0.6, x: str = "step",
+                 max_points: int = MAX_POINTS) -> dict[str, Any]:
+    """{"id", "data", "layout"} of one chart for `runs` (the first is the run being watched).
+
+    One run: a legend entry per series. Several: one entry per run (its colour; a click hides the whole run
+    in this chart), series told apart by dash, with the dash key in the title.
+    """
+    series = chart_series(chart, runs)
+    compare = len(runs) > 1
+    data: list[dict[str, Any]] = []
+    for run in runs:
+        for i, s in enumerate(series):
+            ident = f"{run.run_id}:{s.key}"
+            if compare:
+                color, dash = run_color(run.run_id), DASHES[i % len(DASHES)]
+                name, group = run.label, run.run_id
+            else:
+                color, dash, name, group = SERIES_COLORS[i % len(SERIES_COLORS)], s.dash, s.label, ident
+            # Raw lines only for the watched run: overlays stay readable (and the payload small).
+            data += _traces(run, s, color, dash, name, group, ident, smoothing, x, max_points,
+                            raw_line=run is runs[0])
+    entries: set[str] = set()
+    for t in data:
+        if not len(t["x"]) or t.get("showlegend") is False or t["legendgroup"] in entries:
+            t["showlegend"] = False  # empty (a metric this recipe does not log), raw, or a run already listed
+        else:
+            entries.add(t["legendgroup"])
+    drawn = [t for t in data if len(t["x"])]
+    note = "" if drawn else ("no run yet: press Start" if not runs else
+                             "waiting for the first step…" if not any(r.records for r in runs)
+                             else "not logged by this recipe")
+    has_y2 = any(t["yaxis"] == "y2" for t in drawn)
+    for t in data:
+        t["yaxis"] = "y2" if t["yaxis"] == "y2" and has_y2 else "y"
+    layout = chart_layout(chart, x, has_y2, len(entries) > 1, note)
+    if compare and len(series) > 1:
+        key = "  ".join(f"{DASH_GLYPHS[DASHES[i % len(DASHES)]]} {s.label}" for i, s in enumerate(series))
+        layout["title"]["text"] += f"  <span style='font-size:10.5px;color:#64748b'>{key}</span>"
+    return {"id": chart.id, "data": data, "layout": layout}
+
+
+def build_figures(runs: Sequence[RunView], smoothing: float = 0.6, x: str = "step",
+                  max_points: int = MAX_POINTS) -> list[dict[str, Any]]:
+    """Every chart of the lab for `runs`, in display order."""
+    return [chart_figure(c, runs, smoothing, x, max_points) for c in CHARTS]

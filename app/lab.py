@@ -1,0 +1,225 @@
+"""What the lab's buttons do, on top of `labcore.runner.RunManager`: the view-model behind `app/main.py`.
+
+Handlers here take plain values (control values, a run id, an owner id) and return plain values (a run id,
+problems, HTML, figure JSON); `app/main.py` turns them into component updates. Runs belong to the server: a
+browser session owns the runs it started (its owner id) and may watch any run; in shared mode it only lists
+its own and published runs, and only controls its own.
+Left out: accounts (the owner id is a random id kept in the browser's localStorage).
+"""
+
+from __future__ import annotations
+
+import html
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from app import figures, samples, settings
+from labcore import config as C
+from labcore.algorithms import RECIPES, describe_parts
+from labcore.runner import ACTIVE, RunManager
+
+PART_TITLES = {"kl": "KL penalty", "advantage": "Advantage", "whiten": "Whitening",
+               "filter": "Dynamic filter", "policy_loss": "Policy loss", "dual_clip": "Dual clip",
+               "aggregation": "Aggregation",
+               "objective": "Objective", "update": "Update"}
+STATE_TEXT = {"queued": "Queued", "running": "Running", "paused": "Paused", "done": "Done",
+              "stopped": "Stopped", "failed": "Failed", "cancelled": "Cancelled",
+              "interrupted": "Interrupted"}
+
+
+def problems_html(problems: list[str], title: str = "These settings cannot start") -> str:
+    if not problems:
+        return ""
+    items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+    return f'<div class="rl-problems" role="alert"><b>{html.escape(title)}</b><ul>{items}</ul></div>'
+
+
+def formula_markdown(cfg: C.Config) -> str:
+    """The objective the controls describe: one display formula and one sentence per part, in step order."""
+    r = RECIPES.get(cfg.algorithm.recipe)
+    lines = [f"**{r.title}**: {r.summary} <br><span class='rl-cite'>{r.paper}</span>\n" if r else ""]
+    for part, latex, sentence in describe_parts(cfg):
+        lines.append(f"**{PART_TITLES.get(part, part)}**: {sentence}\n\n$$ {latex} $$\n")
+    return "\n".join(lines)
+
+
+def diff_html(cfg: C.Config) -> str:
+    items = settings.diff_items(cfg)
+    title = RECIPES[cfg.algorithm.recipe].title if cfg.algorithm.recipe in RECIPES else cfg.algorithm.recipe
+    if not items:
+        return (f'<div class="rl-diff"><span>Settings: the <b>{html.escape(title)}</b> recipe\'s defaults.'
+                '</span></div>')
+    badges = "".join(f'<span class="rl-chip" title="recipe: {html.escape(a)}"><b>{html.escape(k)}</b> '
+                     f'{html.escape(a)} → {html.escape(b)}</span>' for k, a, b in items)
+    return f'<div class="rl-diff"><span>Differs from <b>{html.escape(title)}</b>:</span> {badges}</div>'
+
+
+def status_html(st: dict[str, Any] | None, n_records: int = 0, mine: bool = True) -> str:
+    """The status line: queued (position k), running step s of S, paused, done, failed with the message."""
+    if not st:
+        return ('<div class="rl-status"><span class="rl-pill rl-idle">Ready</span>'
+                "Pick a preset or a recipe, then press Start (or Step to go one step at a time).</div>")
+    state, step, steps = st.get("state", "?"), st.get("step", 0) or 0, st.get("steps") or 0
+    text = {
+        "queued": f"position {st.get('queue_position') or '?'} in the queue",
+        "running": f"step {step} of {steps}",
+        "paused": f"at step {step} of {steps}",
+        "done": f"{step} of {steps} steps",
+        "stopped": f"at step {step} of {steps}",
+        "failed": st.get("message") or "the run failed",
+        "cancelled": st.get("message") or "stopped before it started",
+        "interrupted": st.get("message") or "the server stopped",
+    }.get(state, st.get("message", ""))
+    pct = 100.0 * step / steps if steps else 0.0
+    who = "" if mine else ' <span class="rl-watch">watching</span>'
+    name = html.escape(f"{st.get('name') or st.get('recipe', '')} · {st.get('run_id', '')}")
+    return (f'<div class="rl-status"><span class="rl-pill rl-{state}">{STATE_TEXT.get(state, state)}</span>'
+            f'<span class="rl-status-text">{html.escape(str(text))}</span>{who}'
+            f'<span class="rl-run-name">{name}</span>'
+            f'<div class="rl-progress"><div style="width:{pct:.1f}%"></div></div></div>')
+
+
+class Lab:
+    """The lab's actions for one server: start, pause, step, stop, watch, compare, export."""
+
+    def __init__(self, manager: RunManager, shared: bool = False):
+        self.manager, self.store, self.shared = manager, manager.store, shared
+        self._labels: dict[str, str] = {}
+        self._columns: dict[str, figures.Columns] = {}  # per run, read incrementally tick after tick
+
+    # -------------------------------------------------------------------------------------------- runs
+
+    def status(self, run_id: str | None) -> dict[str, Any] | None:
+        if not run_id:
+            return None
+        try:
+            return self.manager.status(run_id)
+        except (ValueError, OSError):
+            return None
+
+    def mine(self, owner: str, run_id: str | None) -> bool:
+        st = self.status(run_id)
+        return bool(st) and (st.get("owner") == owner or not self.shared)
+
+    def active(self, run_id: str | None) -> bool:
+        st = self.status(run_id)
+        return bool(st) and st.get("state") in ACTIVE
+
+    def visible_runs(self, owner: str) -> list[dict[str, Any]]:
+        """Runs this session may watch, newest first."""
+        runs = self.manager.runs()
+        if self.shared:
+            runs = [r for r in runs if r.get("owner") == owner or r.get("published")]
+        return runs[::-1]
+
+    def run_choices(self, owner: str) -> list[tuple[str, str]]:
+        out = []
+        for r in self.visible_runs(owner):
+            when = time.strftime("%H:%M", time.localtime(r.get("created") or 0))
+            you = " (yours)" if r.get("owner") == owner else ""
+            progress = f"{r.get('state')} {r.get('step', 0)}/{r.get('steps', '?')}"
+            out.append((f"{r.get('name') or r.get('recipe')} · {progress} · {when} · {r['run_id'][-6:]}{you}",
+                        r["run_id"]))
+        return out
+
+    def latest_active(self, owner: str) -> str | None:
+        mine = [r for r in self.manager.runs() if r.get("owner") == owner and r.get("state") in ACTIVE]
+        return mine[-1]["run_id"] if mine else None
+
+    def label(self, run_id: str) -> str:
+        if run_id not in self._labels:
+            try:
+                self._labels[run_id] = settings.run_label(self.store.config(run_id))
+            except (C.ConfigError, OSError, ValueError):
+                self._labels[run_id] = run_id
+        return self._labels[run_id]
+
+    # -------------------------------------------------------------------------------------------- control
+
+    def start(self, owner: str, values: Mapping[str, Any], paused: bool = False) -> tuple[str | None, list]:
+        """Submit a run with the controls' settings. Returns (run id, []) or (None, problems)."""
+        try:
+            cfg = settings.controls_to_config(values)
+            return self.manager.submit(cfg, owner, paused=paused), []
+        except C.ConfigError as e:
+            return None, e.problems
+
+    def act(self, owner: str, run_id: str | None, action: str) -> str:
+        """pause, resume, toggle, step or stop the session's run. Returns a problem ('' when done)."""
+        st = self.status(run_id)
+        if not st or st.get("state") not in ACTIVE:
+            return "" if action == "stop" else "No run is going: press Start."
+        if not self.mine(owner, run_id):
+            return "You are watching someone else's run: only its owner can control it."
+        if action == "toggle":
+            action = "resume" if st["state"] == "paused" else "pause"
+        try:
+            getattr(self.manager, {"step": "step_once"}.get(action, action))(run_id)
+        except KeyError as e:
+            return str(e)
+        return ""
+
+    def set_live(self, owner: str, run_id: str | None, lr: Any, kl_coef: Any, temperature: Any) -> str:
+        """Apply the hot parameters to the session's going run. Returns a note for the status area."""
+        if not self.active(run_id) or not self.mine(owner, run_id):
+            return ""
+        try:
+            self.manager.set_live(run_id, lr=float(lr), kl_coef=float(kl_coef),
+                                  temperature=float(temperature))
+        except (C.ConfigError, TypeError, ValueError) as e:
+            return problems_html(getattr(e, "problems", [str(e)]), "Live change not applied")
+        except KeyError:
+            return ""
+        return (f'<div class="rl-live">Live: lr {float(lr):g}, β {float(kl_coef):g}, temperature '
+                f'{float(temperature):g} apply from the next step.</div>')
+
+    def publish(self, owner: str, run_id: str | None) -> str:
+        st = self.status(run_id)
+        if not st or st.get("owner") != owner:
+            return "Only your own runs can be published."
+        self.store.update_meta(run_id, published=True)
+        return "Published: everyone on this server can now watch and compare this run."
+
+    def export(self, run_id: str | None) -> str | None:
+        if not run_id:
+            return None
+        out = Path(tempfile.gettempdir()) / "rlhf-lab-exports"
+        out.mkdir(parents=True, exist_ok=True)
+        return str(self.store.export_zip(run_id, out / f"{run_id}.zip"))
+
+    # -------------------------------------------------------------------------------------------- views
+
+    def run_views(self, run_id: str | None, compare: list[str] | None) -> list[figures.RunView]:
+        ids = ([run_id] if run_id else []) + [r for r in (compare or []) if r and r != run_id]
+        views = []
+        for rid in ids:
+            try:
+                views.append(figures.RunView(rid, self.label(rid), self.store.metrics(rid),
+                                             self._columns.setdefault(rid, figures.Columns())))
+            except (ValueError, OSError):
+                continue
+        labels = [v.label for v in views]
+        return [figures.RunView(v.run_id, f"{v.label} #{v.run_id[-4:]}", v.records, v.columns)
+                if labels.count(v.label) > 1 else v for v in views]
+
+    def samples_at(self, run_id: str | None, step: int | None) -> tuple[list[dict[str, Any]], list[int]]:
+        if not run_id:
+            return [], []
+        try:
+            return self.store.samples(run_id, step), self.store.sample_steps(run_id)
+        except (ValueError, OSError):
+            return [], []
+
+    def details(self, run_id: str | None) -> dict[str, Any]:
+        """The run's status plus how many step records it has and its latest one (the public status API)."""
+        st = self.status(run_id)
+        if not st:
+            return {"state": "none", "records": 0}
+        rows = self.store.metrics(run_id)
+        return {**st, "records": len(rows), "last": rows[-1] if rows else None}
+
+    def empty_samples(self) -> str:
+        return samples.samples_html([])

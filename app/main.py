@@ -1,0 +1,407 @@
+"""The rlhf-lab web UI: controls, a Playground-style transport bar, live charts, samples and the objective.
+
+`build_demo(manager)` lays out the page first and wires the events last, as Gradio's own demo apps do. The
+UI only reads run records: Start turns the controls into a `Config` (`app.settings.controls_to_config`) and
+submits it to the `RunManager`; a `gr.Timer(1.0)` tick, active only while something runs, polls the run
+store and redraws the charts through one custom HTML component (`app.charts`), so zoom and hidden traces
+survive.
+Public API endpoints: start, step, pause (toggles resume), stop, reset, status, export.
+Left out: authentication (use `launch(auth=...)` or a private Space).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+import gradio as gr
+
+from app import charts, figures, samples, settings
+from app.lab import Lab, diff_html, formula_markdown, problems_html, status_html
+from app.style import CSS, HEADER_CSS, NOTES_CSS, STATUS_CSS, THEME
+from labcore import config as C
+from labcore.runner import ACTIVE, RunManager, SharedLimits
+
+TITLE = "rlhf-lab"
+TAGLINE = ("Train a tiny language model with RLHF policy-gradient algorithms and watch every part move: "
+           "swap the baseline, the loss, the KL, and see the reward, KL and clipping react live.")
+WIDE = {"algorithm.recipe", "model.policy", "model.reward_model", "model.lora_targets", "run.name"}
+LATEX = [{"left": "$$", "right": "$$", "display": True}]
+HEADER = f"""
+<div class="rl-header"><div class="rl-logo">∇</div><div><h1>{TITLE}</h1>
+<p>{TAGLINE}</p></div></div>
+"""
+
+
+def _step(value: float) -> float:
+    """Arrow step of a number box: one decade below the default's (0.003 -> 1e-4, 0.2 -> 0.01)."""
+    return 10.0 ** (math.floor(math.log10(abs(value))) - 1) if value else 0.01
+
+
+def _control(key: str, value: Any) -> gr.components.Component:
+    kw = {"label": settings.label(key), "info": settings.help_text(key), "min_width": 120,
+          "elem_id": "ctl-" + key.replace(".", "-")}
+    options, kind = settings.choices(key), settings.kind(key)
+    if options is not None:
+        return gr.Dropdown(choices=options, value=value, **kw)
+    if kind is bool:
+        return gr.Checkbox(value=value, **kw)
+    if kind is int:
+        return gr.Number(value=value, precision=0, **kw)
+    if kind is float:
+        return gr.Number(value=value, step=_step(value), **kw)
+    return gr.Textbox(value=value, **kw)
+
+
+def _control_rows(keys: list[str], values: dict[str, Any]) -> dict[str, gr.components.Component]:
+    """Controls two to a row (the recipe and free-text fields get a row of their own)."""
+    out: dict[str, gr.components.Component] = {}
+    pending: list[str] = []
+
+    def flush() -> None:
+        with gr.Row(equal_height=True):
+            for k in pending:
+                out[k] = _control(k, values[k])
+        pending.clear()
+
+    for key in keys:
+        if key in WIDE:
+            if pending:
+                flush()
+            out[key] = _control(key, values[key])
+            continue
+        pending.append(key)
+        if len(pending) == 2:
+            flush()
+    if pending:
+        flush()
+    return out
+
+
+def _html(value: str = "", css: str = "", **kw: Any) -> gr.HTML:
+    return gr.HTML(value, css_template=css, js_on_load=None, **kw)
+
+
+def build_demo(manager: RunManager, shared: bool = False) -> gr.Blocks:
+    """The lab for `manager`'s runs. `shared`: list only a session's own and published runs."""
+    gr.set_static_paths([str(charts.PLOTLY_JS)])
+    lab = Lab(manager, shared)
+    presets = C.list_presets()
+    first = "grpo" if "grpo" in presets else next(iter(presets), None)
+    start_cfg = C.load_preset(first) if first else C.build("grpo")
+    start_values = C.flat(start_cfg)
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        owner = gr.BrowserState("", storage_key="rlhf-lab-owner")
+        run_state = gr.State(None)     # the run this tab shows (its own or a watched one)
+        sig_state = gr.State({})       # what the last tick drew, so unchanged ticks skip
+        base_url = gr.State("")
+        timer = gr.Timer(1.0, active=False)
+
+        _html(HEADER, HEADER_CSS, elem_id="rl-header")
+        with gr.Row(equal_height=False):
+            # ------------------------------------------------------------------------------ controls
+            with gr.Column(scale=1, min_width=330, elem_id="rl-side"):
+                preset = gr.Dropdown(choices=list(presets), value=first, label="Preset",
+                                     info="A named experiment; picking one fills every control.")
+                preset_note = gr.Markdown(presets.get(first, ""), elem_classes=["rl-cite"])
+                controls: dict[str, gr.components.Component] = {}
+                for group, keys in settings.CONTROL_GROUPS.items():
+                    with gr.Accordion(group, open=True):
+                        controls.update(_control_rows(keys, start_values))
+                with gr.Accordion("Advanced settings", open=False):
+                    controls.update(_control_rows(settings.ADVANCED, start_values))
+                with gr.Accordion("Import and share", open=False):
+                    import_btn = gr.UploadButton("Import config (.toml)", file_types=[".toml"], size="sm")
+                    link = gr.Textbox(label="Link to these settings", buttons=["copy"], interactive=False,
+                                      info="Open it to restore every setting (query parameters).")
+
+            # ------------------------------------------------------------------------------ main area
+            with gr.Column(scale=3, min_width=600):
+                with gr.Row(elem_id="rl-transport"):
+                    start_btn = gr.Button("▶ Start", variant="primary", size="md", elem_id="rl-start")
+                    pause_btn = gr.Button("Pause", size="md", elem_id="rl-pause")
+                    step_btn = gr.Button("Step ›", size="md", elem_id="rl-step")
+                    stop_btn = gr.Button("■ Stop", variant="stop", size="md", elem_id="rl-stop")
+                    reset_btn = gr.Button("↺ Reset", size="md", elem_id="rl-reset")
+                status = _html(status_html(None), STATUS_CSS, elem_id="rl-status", label="run status")
+                live_note = _html("", STATUS_CSS, elem_id="rl-live", label="live changes")
+                problems = _html("", NOTES_CSS, elem_id="rl-problems", label="problems")
+                checks = _html("", NOTES_CSS, elem_id="rl-checks", label="setting checks")
+                diff = _html(diff_html(start_cfg), NOTES_CSS, elem_id="rl-diff", label="recipe differences")
+                with gr.Row(equal_height=True):
+                    smoothing = gr.Slider(0.0, 0.99, value=0.6, step=0.01, label="Smoothing", scale=2,
+                                          info="Debiased EMA, as in TensorBoard; the raw line stays faint.",
+                                          elem_id="rl-smoothing")
+                    xaxis = gr.Radio([("step", "step"), ("time (s)", "time")], value="step", label="x axis")
+                    compare = gr.Dropdown(choices=[], value=[], multiselect=True, label="Compare runs",
+                                          info="Overlay earlier runs on every chart.", scale=2)
+                grid = charts.chart_grid(charts.encode(figures.build_figures([])))
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=2):
+                        gr.Markdown("### Samples")
+                        with gr.Row():
+                            quantity = gr.Radio([("advantage", "advantage"), ("ratio", "ratio"),
+                                                 ("KL to reference", "kl"), ("log-prob", "logp")],
+                                                value="advantage", label="Colour tokens by", scale=3)
+                            follow = gr.Checkbox(True, label="Follow the latest step", scale=1)
+                            sample_step = gr.Slider(0, 1, value=0, step=1, label="Step",
+                                                    info="Look back at an earlier step.", scale=2)
+                        samples_view = _html(samples.samples_html([]), samples.SAMPLES_CSS,
+                                             elem_id="rl-samples")
+                        samples_table = gr.Dataframe(headers=samples.SAMPLE_HEADERS, value=[],
+                                                     interactive=False, wrap=True, max_height=320,
+                                                     label="Generations of this step")
+                    with gr.Column(scale=1, min_width=320):
+                        gr.Markdown("### Objective")
+                        formula = gr.Markdown(formula_markdown(start_cfg), latex_delimiters=LATEX,
+                                              elem_id="rl-formula")
+                with gr.Accordion("Runs: watch, export, details", open=False):
+                    with gr.Row():
+                        watch = gr.Dropdown(choices=[], label="Watch a run", allow_custom_value=True,
+                                            info="Any run on this server, without starting one.", scale=3)
+                        refresh_btn = gr.Button("↻ Refresh lists", size="sm", scale=1)
+                    with gr.Row():
+                        export_btn = gr.Button("Export run (.zip)", size="sm")
+                        publish_btn = gr.Button("Publish run", size="sm", visible=shared)
+                        details_btn = gr.Button("Show details", size="sm")
+                    export_file = gr.File(label="Export", visible=False)
+                    share_note = gr.Markdown("")
+                    details = gr.JSON(label="Run details")
+
+        # ====================================================================================== events
+        ctl = list(controls.values())
+        ctl_kwargs = {settings.param_name(k): c for k, c in controls.items()}
+        view_inputs = [owner, run_state, compare, smoothing, xaxis, quantity, follow, sample_step, sig_state]
+        view_outputs = [grid, status, timer, samples_view, samples_table, sample_step, sig_state, pause_btn,
+                        details]
+        private = {"api_visibility": "private", "show_progress": "hidden"}
+
+        def who(owner_id: str, request: gr.Request | None) -> str:
+            return owner_id or (request.session_hash if request is not None else "") or "anonymous"
+
+        def values(kw: dict[str, Any]) -> dict[str, Any]:
+            return {k: kw[settings.param_name(k)] for k in settings.KEYS}
+
+        def fill(cfg: C.Config) -> dict:
+            flat = C.flat(cfg)
+            return {controls[k]: flat[k] for k in settings.KEYS}
+
+        def lists(owner_id: str, run_id: str | None = None) -> dict:
+            choices = lab.run_choices(owner_id)
+            return {watch: gr.Dropdown(choices=choices, value=run_id if run_id else None),
+                    compare: gr.Dropdown(choices=[c for c in choices if c[1] != run_id])}
+
+        def view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig, force=False):
+            """One tick: redraw what changed since `sig`; gr.skip() for the rest (for all, if nothing did)."""
+            st = lab.status(run_id)
+            out: dict[Any, Any] = {}
+            new = dict(sig or {})
+            views = lab.run_views(run_id, compare_ids)
+            chart_sig = [run_id, [(v.run_id, len(v.records)) for v in views], smooth, x]
+            if force or chart_sig != new.get("charts"):
+                out[grid] = charts.encode(figures.build_figures(views, smooth, x))
+                new["charts"] = chart_sig
+            status_sig = [run_id, st and [st.get(k) for k in ("state", "step", "queue_position", "message")]]
+            if force or status_sig != new.get("status"):
+                out[status] = status_html(st, mine=lab.mine(owner_id, run_id) if st else True)
+                out[details] = lab.details(run_id)
+                out[pause_btn] = gr.Button("▶ Resume" if st and st.get("state") == "paused" else "Pause")
+                new["status"] = status_sig
+            steps = lab.samples_at(run_id, None)[1]
+            samples_sig = [run_id, len(steps), qty, follow_latest, None if follow_latest else at_step]
+            if force or samples_sig != new.get("samples"):
+                rows, steps = lab.samples_at(run_id, None if follow_latest else int(at_step or 0))
+                out[samples_view] = samples.samples_html(rows, qty)
+                out[samples_table] = samples.samples_rows(rows)
+                if steps:
+                    span = {"minimum": min(steps[0], steps[-1] - 1), "maximum": steps[-1]}
+                    if follow_latest:
+                        span["value"] = steps[-1]
+                    out[sample_step] = gr.Slider(**span)
+                new["samples"] = samples_sig
+            if not st or st.get("state") not in ACTIVE:
+                out[timer] = gr.Timer(active=False)
+            if out:
+                out[sig_state] = new
+            return tuple(out.get(c, gr.skip()) for c in view_outputs)
+
+        def redraw(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig):
+            return view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, {}, force=True)
+
+        def on_load(owner_id: str, request: gr.Request):
+            owner_id = owner_id or uuid.uuid4().hex
+            out: dict[Any, Any] = {owner: owner_id}
+            referer = request.headers.get("referer", "") if request is not None else ""
+            out[base_url] = referer.split("?")[0].split("#")[0]
+            params = dict(request.query_params) if request is not None else {}
+            try:
+                cfg = settings.config_from_query(params)
+                if cfg is not None:
+                    out.update(fill(cfg))
+                    named = params.get("preset") if params.get("preset") in presets else None
+                    out[preset], out[preset_note] = named, presets.get(named, "Settings from the link.")
+            except C.ConfigError as e:
+                out[problems] = problems_html(e.problems, "The link's settings could not be used")
+            run_id = lab.latest_active(owner_id)
+            asked = params.get("run")  # ?run=<id>: watch that run (a link to share a run in a workshop)
+            if asked and asked in {r["run_id"] for r in lab.visible_runs(owner_id)}:
+                run_id = asked
+            if run_id:
+                out.update({run_state: run_id, timer: gr.Timer(active=True), sig_state: {}})
+            out.update(lists(owner_id, run_id))
+            return out
+
+        def derived(base: str, **kw):
+            try:
+                cfg = settings.controls_to_config(values(kw))
+            except C.ConfigError as e:
+                return {checks: problems_html(e.problems, "Check these settings")}
+            found = settings.problems(cfg, manager.limits)
+            url = f"{base or 'http://127.0.0.1:7860/'}?{settings.share_query(cfg)}"
+            return {formula: formula_markdown(cfg), diff: diff_html(cfg), link: url,
+                    checks: problems_html(found, "Check these settings")}
+
+        def pick_preset(name: str):
+            try:
+                cfg = C.load_preset(name)
+                return {**fill(cfg), preset_note: C.list_presets().get(name, ""), problems: ""}
+            except C.ConfigError as e:
+                return {problems: problems_html(e.problems)}
+
+        def pick_recipe(**kw):
+            vals = values(kw)
+            cfg = settings.recipe_switch(vals, vals["algorithm.recipe"])
+            return {**fill(cfg), preset: None, preset_note: ""}
+
+        def import_toml(path: str):
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    cfg = C.from_toml_text(fh.read())
+            except (OSError, UnicodeDecodeError) as e:
+                return {problems: problems_html([f"the file could not be read: {e}"], "Import failed")}
+            except C.ConfigError as e:
+                return {problems: problems_html(e.problems, "Import failed")}
+            return {**fill(cfg), preset: None, preset_note: "Imported from a TOML file.", problems: ""}
+
+        def started(owner_id: str, run_id: str) -> dict:
+            return {run_state: run_id, problems: "", checks: "", live_note: "", sig_state: {},
+                    timer: gr.Timer(active=True),
+                    status: status_html(lab.status(run_id)), **lists(owner_id, run_id)}
+
+        def start(owner_id: str, request: gr.Request, **kw):
+            """Start a run with these settings; returns the problems instead when they are invalid."""
+            owner_id = who(owner_id, request)
+            run_id, found = lab.start(owner_id, values(kw))
+            if run_id is None:
+                return {checks: problems_html(found)}
+            return started(owner_id, run_id)
+
+        def step(owner_id: str, run_id: str | None, request: gr.Request, **kw):
+            """One training step: pause a going run after its next step, or start a paused run and step it."""
+            owner_id = who(owner_id, request)
+            if lab.active(run_id) and lab.mine(owner_id, run_id):
+                return {problems: problems_html([p] if (p := lab.act(owner_id, run_id, "step")) else []),
+                        timer: gr.Timer(active=True)}
+            new_id, found = lab.start(owner_id, values(kw), paused=True)
+            if new_id is None:
+                return {checks: problems_html(found)}
+            lab.act(owner_id, new_id, "step")
+            return started(owner_id, new_id)
+
+        def control(action: str):
+            def fn(owner_id: str, run_id: str | None, request: gr.Request):
+                found = lab.act(who(owner_id, request), run_id, action)
+                out = {problems: problems_html([found], "Not done") if found else "",
+                       status: status_html(lab.status(run_id)), timer: gr.Timer(active=lab.active(run_id))}
+                return {**out, live_note: ""} if action == "stop" else out
+            fn.__name__ = action
+            return fn
+
+        def reset(owner_id: str, run_id: str | None, request: gr.Request):
+            """Stop the run and clear the charts."""
+            lab.act(who(owner_id, request), run_id, "stop")
+            return {run_state: None, sig_state: {}, timer: gr.Timer(active=False), status: status_html(None),
+                    grid: charts.encode(figures.build_figures([])), samples_view: samples.samples_html([]),
+                    samples_table: [], problems: "", live_note: "", details: {}}
+
+        def run_status(run_id: str | None):
+            """The run's status line and details (state, step, records, latest record)."""
+            return status_html(lab.status(run_id)), lab.details(run_id)
+
+        def watch_run(owner_id: str, run_id: str | None, request: gr.Request):
+            """Show any run this session may see (in shared mode: its own and published ones)."""
+            visible = {r["run_id"] for r in lab.visible_runs(who(owner_id, request))}
+            if not run_id or run_id not in visible:
+                return {status: status_html(None) if run_id else gr.skip()}
+            return {run_state: run_id, sig_state: {}, timer: gr.Timer(active=True),
+                    status: status_html(lab.status(run_id), mine=lab.mine(owner_id, run_id))}
+
+        def pick_step(run_id, qty, at_step):
+            rows, _ = lab.samples_at(run_id, int(at_step))
+            return False, samples.samples_html(rows, qty), samples.samples_rows(rows)
+
+        def live(owner_id: str, run_id: str | None, lr: Any, kl_coef: Any, temperature: Any,
+                 request: gr.Request):
+            return lab.set_live(who(owner_id, request), run_id, lr, kl_coef, temperature)
+
+        def export(run_id: str | None):
+            path = lab.export(run_id)
+            return gr.File(value=path, visible=bool(path))
+
+        # Layout is done; wire the events.
+        derived_io = {"fn": derived, "inputs": [base_url], "outputs": [formula, diff, link, checks],
+                      "inputs_kwargs": ctl_kwargs, **private}
+        load_outputs = [owner, base_url, problems, preset, preset_note, run_state, timer, sig_state, watch,
+                        compare, *ctl]
+        demo.load(on_load, [owner], load_outputs, **private).then(**derived_io)
+        # Ticks are read-only and cheap: skip the queue (no SSE round trip), as trackio does.
+        timer.tick(view, view_inputs, view_outputs, queue=False, **private)
+        gr.on([smoothing.change, xaxis.change, compare.change, quantity.change, follow.input], redraw,
+              view_inputs, view_outputs, concurrency_limit=None, trigger_mode="always_last", **private)
+        sample_step.release(pick_step, [run_state, quantity, sample_step],
+                            [follow, samples_view, samples_table], **private)
+
+        preset.input(pick_preset, [preset], [*ctl, preset_note, problems], **private).then(**derived_io)
+        controls["algorithm.recipe"].input(pick_recipe, None, [*ctl, preset, preset_note],
+                                           inputs_kwargs=ctl_kwargs, **private).then(**derived_io)
+        gr.on([c.input for k, c in controls.items() if k != "algorithm.recipe"], concurrency_limit=None,
+              **derived_io)
+        import_btn.upload(import_toml, [import_btn], [*ctl, preset, preset_note, problems],
+                          **private).then(**derived_io)
+        hot = [controls[k] for k in settings.LIVE]
+        gr.on([c.input for c in hot], live, [owner, run_state, *hot], [live_note], **private)
+
+        run_outputs = [run_state, problems, checks, live_note, sig_state, timer, status, watch, compare]
+        start_btn.click(start, [owner], run_outputs, inputs_kwargs=ctl_kwargs, api_name="start")
+        step_btn.click(step, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="step")
+        pause_btn.click(control("toggle"), [owner, run_state], [problems, status, timer], api_name="pause")
+        stop_btn.click(control("stop"), [owner, run_state], [problems, status, timer, live_note],
+                       api_name="stop")
+        reset_btn.click(reset, [owner, run_state], [run_state, sig_state, timer, status, grid, samples_view,
+                                                    samples_table, problems, live_note, details],
+                        api_name="reset")
+        details_btn.click(run_status, [run_state], [status, details], api_name="status", queue=False)
+
+        watch.input(watch_run, [owner, watch], [run_state, sig_state, timer, status], api_name="watch",
+                    show_progress="hidden")
+        refresh_btn.click(lists, [owner, run_state], [watch, compare], **private)
+        export_btn.click(export, [run_state], [export_file], api_name="export")
+        publish_btn.click(lab.publish, [owner, run_state], [share_note], **private)
+    demo.queue(default_concurrency_limit=8)
+    return demo
+
+
+def launch(runs_dir: str = "runs", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+           shared: bool = False, manager: RunManager | None = None, **kwargs: Any):
+    """Serve the lab. `shared`: a workshop or Space (caps from SharedLimits, runs listed per session)."""
+    manager = manager or RunManager(runs_dir, limits=SharedLimits() if shared else None)
+    demo = build_demo(manager, shared=shared)
+    return demo.launch(server_name=host, server_port=port, share=share, **launch_options(manager), **kwargs)
+
+
+def launch_options(manager: RunManager) -> dict[str, Any]:
+    """What `demo.launch` needs besides the address: theme, CSS, and the runs folder for exports."""
+    return {"theme": THEME, "css": CSS, "allowed_paths": [str(manager.store.root.resolve())],
+            "footer_links": ["api", "gradio"]}

@@ -1,0 +1,57 @@
+"""The lab's look: a Soft theme in the Playground's blue and orange, and the CSS of its own HTML pieces.
+
+Fonts are the system's (no web fonts: the lab runs offline). Each `*_CSS` string is the `css_template` of
+one `gr.HTML` component, scoped to it by Gradio; `CSS` is the page-level sheet passed to `launch()`.
+"""
+
+import gradio as gr
+
+THEME = gr.themes.Soft(
+    primary_hue="blue", secondary_hue="orange", neutral_hue="slate",
+    font=["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
+)
+CSS = """
+.gradio-container { max-width: 1680px !important; }
+#rl-side { border-right: 1px solid var(--border-color-primary); padding-right: 10px;
+  position: sticky; top: 8px; align-self: flex-start; max-height: calc(100vh - 16px);
+  overflow-y: auto; overflow-x: hidden; flex-wrap: nowrap !important; scrollbar-width: thin; }
+#rl-side > * { flex-shrink: 0; }
+#rl-transport button { min-width: 88px; }
+#rl-side .info-text { font-size: 11.5px; line-height: 1.3; }
+/* empty notes take no room */
+#rl-live:has(.prose:empty), #rl-problems:has(.prose:empty), #rl-checks:has(.prose:empty) { display: none; }
+.rl-cite { color: var(--body-text-color-subdued); font-size: 12px; }
+"""
+HEADER_CSS = """
+.rl-header { display: flex; gap: 14px; align-items: center; padding: 6px 2px 2px; }
+.rl-logo { width: 44px; height: 44px; border-radius: 12px; display: grid; place-items: center;
+  font-size: 26px; color: white; background: linear-gradient(135deg, #2563eb, #ea580c); }
+.rl-header h1 { font-size: 24px; margin: 0; }
+.rl-header p { margin: 2px 0 0; color: var(--body-text-color-subdued); }
+"""
+STATUS_CSS = """
+.rl-status { display: flex; flex-wrap: wrap; align-items: center; gap: 8px; font-size: 14px; padding: 2px 0; }
+.rl-pill { font-weight: 600; font-size: 12px; padding: 2px 10px; border-radius: 10px; background: #e2e8f0;
+  color: #334155; }
+.rl-running { background: #dbeafe; color: #1d4ed8; } .rl-queued { background: #ede9fe; color: #6d28d9; }
+.rl-paused { background: #fef3c7; color: #92400e; } .rl-done { background: #dcfce7; color: #166534; }
+.rl-failed, .rl-interrupted { background: #fee2e2; color: #991b1b; }
+.rl-run-name { margin-left: auto; color: var(--body-text-color-subdued); font-size: 12px; }
+.rl-watch { font-size: 12px; color: #6d28d9; }
+.rl-progress { flex-basis: 100%; height: 4px; background: var(--background-fill-secondary);
+  border-radius: 2px; }
+.rl-progress > div { height: 4px; background: linear-gradient(90deg, #2563eb, #ea580c); border-radius: 2px;
+  transition: width 0.4s; }
+.rl-live { font-size: 12px; color: #1d4ed8; }
+"""
+NOTES_CSS = """
+.rl-problems { border: 1px solid #fca5a5; background: #fef2f2; color: #7f1d1d; border-radius: 8px;
+  padding: 8px 12px; font-size: 13px; }
+.rl-problems ul { margin: 4px 0 0 18px; padding: 0; }
+.rl-diff { font-size: 12.5px; color: var(--body-text-color-subdued); display: flex; flex-wrap: wrap; gap: 4px;
+  align-items: center; }
+.rl-chip { background: #fff7ed; border: 1px solid #fed7aa; color: #9a3412; border-radius: 10px;
+  padding: 0 8px; }
+.rl-chip b { font-weight: 600; }
+"""

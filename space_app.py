@@ -1,0 +1,20 @@
+"""Hugging Face Spaces entry point: `python space_app.py` from the repository root serves the lab.
+
+On a Space it listens on 0.0.0.0 and the port the Space gives (env PORT / GRADIO_SERVER_PORT), in shared mode
+(RLHF_LAB_SHARED=1 is the default here: capped runs, each visitor sees their own and published runs).
+"""
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from app.main import launch  # noqa: E402
+
+if __name__ == "__main__":
+    os.environ.setdefault("RLHF_LAB_SHARED", "1")
+    launch(runs_dir=os.environ.get("RLHF_LAB_RUNS", "runs"),
+           host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+           port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
+           shared=os.environ.get("RLHF_LAB_SHARED", "1").lower() in ("1", "true", "yes", "on"))
