@@ -290,9 +290,19 @@ def build_demo(manager: RunManager, shared: bool = False) -> gr.Blocks:
                     timer: gr.Timer(active=True),
                     status: status_html(lab.status(run_id)), **lists(owner_id, run_id)}
 
-        def start(owner_id: str, request: gr.Request, **kw):
-            """Start a run with these settings; returns the problems instead when they are invalid."""
+        def start(owner_id: str, current: str | None, request: gr.Request, **kw):
+            """Start a run with these settings; returns the problems instead when they are invalid. Like a play
+            button, Start resumes this tab's paused run, and does not queue a second run while one is going
+            (a double click must not start two)."""
             owner_id = who(owner_id, request)
+            if lab.active(current) and lab.mine(owner_id, current):
+                st = lab.status(current)
+                if st["state"] == "paused":
+                    lab.act(owner_id, current, "resume")
+                    return {problems: "", status: status_html(lab.status(current)), timer: gr.Timer(active=True)}
+                return {problems: problems_html([f"Your run is already {st['state']} (step {st['step']} of "
+                                                 f"{st['steps']}): press Stop first to start another."],
+                                                "Not started")}
             run_id, found = lab.start(owner_id, values(kw))
             if run_id is None:
                 return {checks: problems_html(found)}
@@ -374,7 +384,7 @@ def build_demo(manager: RunManager, shared: bool = False) -> gr.Blocks:
         gr.on([c.input for c in hot], live, [owner, run_state, *hot], [live_note], **private)
 
         run_outputs = [run_state, problems, checks, live_note, sig_state, timer, status, watch, compare]
-        start_btn.click(start, [owner], run_outputs, inputs_kwargs=ctl_kwargs, api_name="start")
+        start_btn.click(start, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="start")
         step_btn.click(step, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="step")
         pause_btn.click(control("toggle"), [owner, run_state], [problems, status, timer], api_name="pause")
         stop_btn.click(control("stop"), [owner, run_state], [problems, status, timer, live_note],
@@ -397,6 +407,7 @@ def launch(runs_dir: str = "runs", host: str = "127.0.0.1", port: int = 7860, sh
            shared: bool = False, manager: RunManager | None = None, **kwargs: Any):
     """Serve the lab. `shared`: a workshop or Space (caps from SharedLimits, runs listed per session)."""
     manager = manager or RunManager(runs_dir, limits=SharedLimits() if shared else None)
+    manager.warm_up("tiny")  # load the built-in model while the page opens: the first Start steps at once
     demo = build_demo(manager, shared=shared)
     return demo.launch(server_name=host, server_port=port, share=share, **launch_options(manager), **kwargs)
 

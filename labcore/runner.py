@@ -93,6 +93,22 @@ class RunManager:
         for t in self._threads:
             t.start()
 
+    def warm_up(self, policy: str = "tiny") -> threading.Thread:
+        """Load a policy (and the trainer's imports) in the background, so the first run starts warm: the base
+        model stays in labcore.model's cache and each run only wraps it in a fresh LoRA adapter."""
+        def load() -> None:
+            try:
+                from labcore.model import load_policy
+                from labcore.trainer import Trainer  # noqa: F401 - import cost paid here, not at Start
+
+                load_policy(policy)
+            except Exception:  # noqa: BLE001 - a missing model is reported when a run asks for it
+                pass
+
+        thread = threading.Thread(target=load, name="rlhf-lab-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     # ------------------------------------------------------------------------------------------------ control
 
     def preflight(self, cfg: Config, owner: str = "") -> Config:
