@@ -374,6 +374,8 @@ def build_tiny_world(out_dir: str | Path, seed: int = 0, scale: float = 1.0, pro
         for model, sub in [(policy, "policy"), (reward, "reward")]:
             model.save_pretrained(out / sub)
             save_tokenizer(build_tokenizer(), out / sub)  # fresh: encoding with padding=True changed this one
+        for f in out.rglob("*.safetensors"):
+            f.chmod(0o644)  # safetensors writes 0600; shipped files should be readable by all
         n_eval = max(32, round(256 * scale))
         start_reward = {}
         clear_model_cache()  # a rebuild in the same process must not score with a stale cached RM

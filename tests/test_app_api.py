@@ -10,23 +10,17 @@ import zipfile
 
 import pytest
 from gradio_client import Client
-from ui_fixtures import free_port, require_model
+from ui_fixtures import running_lab
 
 from app.lab import Lab, status_html
-from app.main import build_demo
 from labcore import config as C
 from labcore.runner import RunManager
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    model_name = require_model()
-    manager = RunManager(tmp_path_factory.mktemp("runs"))
-    demo = build_demo(manager)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=free_port())
-    yield manager, url, model_name
-    demo.close()
-    manager.shutdown()
+    with running_lab(tmp_path_factory.mktemp("runs")) as lab:
+        yield lab
 
 
 def small(model: str, **over) -> dict:

@@ -7,9 +7,8 @@ keeps going when its tab closes; anyone can reopen it from "Watch a run" (or a ?
 import pytest
 import torch
 from gradio_client import Client
-from ui_fixtures import free_port, require_model
+from ui_fixtures import running_lab
 
-from app.main import build_demo
 from labcore.config import build
 from labcore.runner import RunManager, explain_failure
 
@@ -19,13 +18,8 @@ SMALL = {"rollout_prompts_per_step": 2, "rollout_samples_per_prompt": 2, "rollou
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    model = require_model()
-    manager = RunManager(tmp_path_factory.mktemp("runs"))
-    demo = build_demo(manager)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=free_port())
-    yield manager, url, model
-    demo.close()
-    manager.shutdown()
+    with running_lab(tmp_path_factory.mktemp("runs")) as lab:
+        yield lab
 
 
 def owned(manager, owner):

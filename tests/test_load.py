@@ -10,9 +10,8 @@ import threading
 
 import pytest
 from gradio_client import Client
-from ui_fixtures import Watchers, free_port, require_model
+from ui_fixtures import Watchers, running_lab
 
-from app.main import build_demo
 from labcore.runner import RunManager
 
 STEPS = 3
@@ -22,13 +21,8 @@ SMALL = {"rollout_prompts_per_step": 2, "rollout_samples_per_prompt": 2, "rollou
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    model = require_model()
-    manager = RunManager(tmp_path_factory.mktemp("runs"))
-    demo = build_demo(manager)
-    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=free_port())
-    yield manager, url, model
-    demo.close()
-    manager.shutdown()
+    with running_lab(tmp_path_factory.mktemp("runs")) as lab:
+        yield lab
 
 
 def start(client: Client, owner: str, model: str, **over) -> str:

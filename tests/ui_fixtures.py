@@ -1,5 +1,6 @@
 """Helpers shared by the UI tests: which policy model a real run uses, and a free port."""
 
+import contextlib
 import os
 import socket
 
@@ -71,3 +72,20 @@ class Watchers:
 
         out, _ = self.proc.communicate("", timeout=60)
         return json.loads(out.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def running_lab(runs_dir, shared: bool = False):
+    """A real lab server on a free loopback port: yields (manager, url, model name); closes everything after."""
+    from app.main import build_demo
+    from labcore.runner import RunManager, SharedLimits
+
+    model = require_model()
+    manager = RunManager(runs_dir, limits=SharedLimits() if shared else None)
+    demo = build_demo(manager, shared=shared)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=free_port())
+    try:
+        yield manager, url, model
+    finally:
+        demo.close()
+        manager.shutdown()
