@@ -22,6 +22,7 @@ import difflib
 import os
 import re
 import socket
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,6 +50,7 @@ _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 _CACHE_SIZE = 2
 _BASE_CACHE: OrderedDict[tuple, nn.Module] = OrderedDict()
 _RM_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
+_CACHE_LOCK = threading.Lock()  # a UI warm-up thread and a run may load the same model at once
 
 
 class ModelLoadError(ValueError):
@@ -193,13 +195,14 @@ def _base_model(name: str, path: str, device: torch.device, dtype: torch.dtype) 
     from transformers import AutoModelForCausalLM
 
     key = (path, str(device), str(dtype))
-    if key not in _BASE_CACHE:
-        model = _from_pretrained(AutoModelForCausalLM, name, path, dtype=dtype)
-        model.to(device).eval().requires_grad_(False)
-        _no_dropout(model)
-        _cache_put(_BASE_CACHE, key, model)
-    _BASE_CACHE.move_to_end(key)
-    return _BASE_CACHE[key]
+    with _CACHE_LOCK:
+        if key not in _BASE_CACHE:
+            model = _from_pretrained(AutoModelForCausalLM, name, path, dtype=dtype)
+            model.to(device).eval().requires_grad_(False)
+            _no_dropout(model)
+            _cache_put(_BASE_CACHE, key, model)
+        _BASE_CACHE.move_to_end(key)
+        return _BASE_CACHE[key]
 
 
 def _load_tokenizer(name: str, path: str):
@@ -299,16 +302,17 @@ def load_reward_model(name_or_path: str = TINY_RM, device: str = "auto") -> tupl
     path = resolve_model_path(name_or_path)
     dev, dtype = pick_device(device)
     key = (path, str(dev))
-    if key not in _RM_CACHE:
-        model = _from_pretrained(AutoModelForSequenceClassification, name_or_path, path, dtype=dtype)
-        if model.config.num_labels != 1:
-            raise _fail(name_or_path, f"a reward model needs one output (num_labels=1), this one has "
-                                      f"{model.config.num_labels}")
-        tokenizer = _load_tokenizer(name_or_path, path)
-        tokenizer.padding_side = "right"
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = tokenizer.pad_token_id
-        model.to(dev).eval().requires_grad_(False)
-        _cache_put(_RM_CACHE, key, (model, tokenizer))
-    _RM_CACHE.move_to_end(key)
-    return _RM_CACHE[key]
+    with _CACHE_LOCK:
+        if key not in _RM_CACHE:
+            model = _from_pretrained(AutoModelForSequenceClassification, name_or_path, path, dtype=dtype)
+            if model.config.num_labels != 1:
+                raise _fail(name_or_path, f"a reward model needs one output (num_labels=1), this one has "
+                                          f"{model.config.num_labels}")
+            tokenizer = _load_tokenizer(name_or_path, path)
+            tokenizer.padding_side = "right"
+            if model.config.pad_token_id is None:
+                model.config.pad_token_id = tokenizer.pad_token_id
+            model.to(dev).eval().requires_grad_(False)
+            _cache_put(_RM_CACHE, key, (model, tokenizer))
+        _RM_CACHE.move_to_end(key)
+        return _RM_CACHE[key]

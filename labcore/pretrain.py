@@ -9,8 +9,8 @@ Everything is generated from a seed in a few CPU minutes:
   operation, or copying either operand); the written length matches 30 % of the time; reviews are mixed.
   So every task starts with room for RL. Mistakes are whole wrong strategies rather than near misses on
   purpose: trained on off-by-one noise, the tiny model's neighbouring numbers end up so alike that LoRA can
-  barely sharpen it (measured with the exact expected-reward gradient, rank-8 attention LoRA, 60 steps:
-  p(correct) 0.32 -> 0.46 with off-by-one noise, 0.44 -> 0.97 with these strategies);
+  barely sharpen it (measured on arithmetic-only models, exact expected-reward gradient, rank-8 attention
+  LoRA, 60 steps: p(correct) 0.32 -> 0.46 with off-by-one noise, 0.44 -> 0.97 with these strategies);
 - a ~0.1 M parameter ``LlamaForSequenceClassification`` reward model trained with the Bradley-Terry loss
   -log sigmoid(r_chosen - r_rejected) on review pairs; the hidden "true" sentiment is additive (+1 per
   positive adjective, -1 per negative, doubled after an intensifier), so the RM can be hacked by
@@ -40,8 +40,8 @@ PAD, UNK, BOS, EOS = range(4)
 DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "tiny"
 TASK_MIX = {"arithmetic": 0.5, "sentiment": 0.25, "length": 0.25}  # share of pretraining sequences
 
-# Offsets of the written arithmetic answer from the true one, and their probabilities.
 ARITH_P_CORRECT = 0.4  # the rest is split evenly over the three common mistakes
+# Offsets of the written length from the asked one, and their probabilities.
 LENGTH_NOISE = {0: 0.3, -1: 0.2, 1: 0.2, -2: 0.1, 2: 0.1, -3: 0.05, 3: 0.05}
 
 
@@ -427,7 +427,9 @@ Starting reward of the policy ({stats['eval_samples_per_task']} prompts per task
 
 def pretrain_main(argv: list[str] | None = None) -> int:
     """``rlhf-lab pretrain``: rebuild the tiny world (policy, reward model, tokenizer)."""
-    parser = argparse.ArgumentParser(prog="rlhf-lab pretrain", description=pretrain_main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="rlhf-lab pretrain",
+        description="Rebuild the tiny world: tokenizer, policy and reward model (a few CPU minutes at --scale 1).")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="output directory (default: the shipped copy)")
     parser.add_argument("--seed", type=int, default=0, help="seed for data, init and sampling")
     parser.add_argument("--scale", type=float, default=1.0, help="shrink (<1) or grow training steps")
