@@ -9,14 +9,16 @@ Left out: accounts (the owner id is a random id kept in the browser's localStora
 
 from __future__ import annotations
 
+import collections
 import html
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from app import figures, samples, settings
+from app import charts, figures, samples, settings
 from labcore import config as C
 from labcore.algorithms import RECIPES, describe_parts
 from labcore.runner import ACTIVE, RunManager
@@ -82,6 +84,35 @@ def status_html(st: dict[str, Any] | None, n_records: int = 0, mine: bool = True
             f'<div class="rl-progress"><div style="width:{pct:.1f}%"></div></div></div>')
 
 
+class SharedBuilds:
+    """Built views shared by every tab, so a room watching one run builds each update once.
+
+    `get(key, version, build)` returns (version, value): the cached value if it is of this version, or if it
+    was built less than `max_age` seconds ago (a fast run adds records every ~70 ms, so tabs that tick a moment
+    apart would otherwise each see a new version and each rebuild); else it builds. LRU of `size` keys.
+    """
+
+    def __init__(self, max_age: float = 0.5, size: int = 64):
+        self.max_age, self.size = max_age, size
+        self._items: collections.OrderedDict[tuple, tuple[float, Any, Any]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, version: Any, build) -> tuple[Any, Any]:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None and (hit[1] == version or now - hit[0] < self.max_age):
+                self._items.move_to_end(key)
+                return hit[1], hit[2]
+        value = build()
+        with self._lock:
+            self._items[key] = (now, version, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return version, value
+
+
 class Lab:
     """The lab's actions for one server: start, pause, step, stop, watch, compare, export."""
 
@@ -89,6 +120,8 @@ class Lab:
         self.manager, self.store, self.shared = manager, manager.store, shared
         self._labels: dict[str, str] = {}
         self._columns: dict[str, figures.Columns] = {}  # per run, read incrementally tick after tick
+        self._charts = SharedBuilds()
+        self._samples = SharedBuilds()
 
     # -------------------------------------------------------------------------------------------- runs
 
@@ -204,6 +237,29 @@ class Lab:
         labels = [v.label for v in views]
         return [figures.RunView(v.run_id, f"{v.label} #{v.run_id[-4:]}", v.records, v.columns)
                 if labels.count(v.label) > 1 else v for v in views]
+
+    def charts_payload(self, run_id: str | None, compare: list[str] | None, smoothing: float,
+                       x: str) -> tuple[list, str]:
+        """(signature, chart-grid JSON) for these runs and view settings, shared by every tab (see SharedBuilds)."""
+        views = self.run_views(run_id, compare)
+        key = (run_id, tuple(v.run_id for v in views), float(smoothing), x)
+        version = tuple(len(v.records) for v in views)
+        used, payload = self._charts.get(key, version,
+                                         lambda: charts.encode(figures.build_figures(views, smoothing, x)))
+        return [*key[:2], list(used), *key[2:]], payload
+
+    def samples_view(self, run_id: str | None, step: int | None, quantity: str) -> tuple[int, str, list, list]:
+        """(version, coloured HTML, table rows, logged steps) of the samples at `step` (None: the latest),
+        shared across tabs like the charts."""
+        steps = self.samples_at(run_id, None)[1] if run_id else []
+        version = steps[-1] if step is None and steps else step
+
+        def build():
+            rows, _ = self.samples_at(run_id, step)
+            return samples.samples_html(rows, quantity), samples.samples_rows(rows), steps
+
+        used, (page, table, at) = self._samples.get((run_id, step is None, quantity), version, build)
+        return used, page, table, at
 
     def samples_at(self, run_id: str | None, step: int | None) -> tuple[list[dict[str, Any]], list[int]]:
         if not run_id:

@@ -11,6 +11,7 @@ Left out: authentication (use `launch(auth=...)` or a private Space).
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from typing import Any
@@ -198,31 +199,33 @@ def build_demo(manager: RunManager, shared: bool = False) -> gr.Blocks:
             st = lab.status(run_id)
             out: dict[Any, Any] = {}
             new = dict(sig or {})
-            views = lab.run_views(run_id, compare_ids)
-            chart_sig = [run_id, [(v.run_id, len(v.records)) for v in views], smooth, x]
+            chart_sig, payload = lab.charts_payload(run_id, compare_ids, smooth, x)
+            chart_sig = json.loads(json.dumps(chart_sig))  # as the session's state stores it
             if force or chart_sig != new.get("charts"):
-                out[grid] = charts.encode(figures.build_figures(views, smooth, x))
+                out[grid] = payload
                 new["charts"] = chart_sig
             status_sig = [run_id, st and [st.get(k) for k in ("state", "step", "queue_position", "message")]]
             if force or status_sig != new.get("status"):
                 out[status] = status_html(st, mine=lab.mine(owner_id, run_id) if st else True)
                 out[details] = lab.details(run_id)
-                out[pause_btn] = gr.Button("▶ Resume" if st and st.get("state") == "paused" else "Pause")
+                paused = bool(st) and st.get("state") == "paused"
+                if force or paused != new.get("paused"):  # updates are plain dicts: building components is slow
+                    out[pause_btn] = gr.update(value="▶ Resume" if paused else "Pause")
+                    new["paused"] = paused
                 new["status"] = status_sig
-            steps = lab.samples_at(run_id, None)[1]
-            samples_sig = [run_id, len(steps), qty, follow_latest, None if follow_latest else at_step]
+            version, page, table, steps = lab.samples_view(run_id, None if follow_latest else int(at_step or 0), qty)
+            samples_sig = [run_id, version, qty, follow_latest, len(steps)]
             if force or samples_sig != new.get("samples"):
-                rows, steps = lab.samples_at(run_id, None if follow_latest else int(at_step or 0))
-                out[samples_view] = samples.samples_html(rows, qty)
-                out[samples_table] = samples.samples_rows(rows)
+                out[samples_view] = page
+                out[samples_table] = table
                 if steps:
                     span = {"minimum": min(steps[0], steps[-1] - 1), "maximum": steps[-1]}
                     if follow_latest:
                         span["value"] = steps[-1]
-                    out[sample_step] = gr.Slider(**span)
+                    out[sample_step] = gr.update(**span)
                 new["samples"] = samples_sig
             if not st or st.get("state") not in ACTIVE:
-                out[timer] = gr.Timer(active=False)
+                out[timer] = gr.update(active=False)
             if out:
                 out[sig_state] = new
             return tuple(out.get(c, gr.skip()) for c in view_outputs)
@@ -367,7 +370,8 @@ def build_demo(manager: RunManager, shared: bool = False) -> gr.Blocks:
                         compare, *ctl]
         demo.load(on_load, [owner], load_outputs, **private).then(**derived_io)
         # Ticks are read-only and cheap: skip the queue (no SSE round trip), as trackio does.
-        timer.tick(view, view_inputs, view_outputs, queue=False, **private)
+        timer.tick(view, view_inputs, view_outputs, queue=False, api_name="tick", api_visibility="undocumented",
+                   show_progress="hidden")
         gr.on([smoothing.change, xaxis.change, compare.change, quantity.change, follow.input], redraw,
               view_inputs, view_outputs, concurrency_limit=None, trigger_mode="always_last", **private)
         sample_step.release(pick_step, [run_state, quantity, sample_step],
@@ -395,7 +399,7 @@ def build_demo(manager: RunManager, shared: bool = False) -> gr.Blocks:
         details_btn.click(run_status, [run_state], [status, details], api_name="status", queue=False)
 
         watch.input(watch_run, [owner, watch], [run_state, sig_state, timer, status], api_name="watch",
-                    show_progress="hidden")
+                    show_progress="hidden", queue=False)
         refresh_btn.click(lists, [owner, run_state], [watch, compare], **private)
         export_btn.click(export, [run_state], [export_file], api_name="export")
         publish_btn.click(lab.publish, [owner, run_state], [share_note], **private)

@@ -1,6 +1,7 @@
 """Learning benchmark: every recipe on each task of the tiny world, on CPU. Prints a Markdown table.
 
-    python benchmarks/learning.py [--steps 100] [--tasks arithmetic,sentiment,length] [--recipes grpo,ppo] [--seed 0]
+    python benchmarks/learning.py [--steps 100] [--tasks arithmetic,sentiment,length] [--recipes grpo,ppo]
+                                  [--seed 0] [--threads 1]
 
 Columns: mean reward over the first 5 steps and the last 10, the gain, the noise (standard deviation of the
 per-step mean reward over the first 10 steps: what one step's reading wobbles by before learning), the gain in
@@ -46,13 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default="arithmetic")
     p.add_argument("--recipes", default=",".join(RECIPES))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for the tiny model)")
     args = p.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
     unknown = [t for t in tasks if t not in TASKS] + [r for r in args.recipes.split(",") if r not in RECIPES]
     if unknown:
         print(f"unknown task or recipe: {', '.join(unknown)}", file=sys.stderr)
         return 2
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     print(f"# {args.steps} steps, seed {args.seed}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| recipe | task | reward start | reward end | gain | noise | gain/noise | final KL | s/step |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")

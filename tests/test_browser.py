@@ -83,7 +83,7 @@ def test_preset_start_charts_zoom_smoothing_stop(served, page):
     # Small and fast: 2 prompts x 2 samples, 4 tokens, long enough to zoom while it runs.
     page.locator("#ctl-model-policy input, #ctl-model-policy textarea").first.fill(model)
     for key, value in {"rollout.prompts_per_step": 2, "rollout.samples_per_prompt": 2,
-                       "rollout.max_new_tokens": 4, "run.steps": 60}.items():
+                       "rollout.max_new_tokens": 4, "run.steps": 5000}.items():
         set_number(page, key, value)
     page.wait_for_function("() => document.querySelector('#rl-diff').innerText.includes('run.steps')")
 

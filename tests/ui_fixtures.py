@@ -25,25 +25,34 @@ def free_port() -> int:
 
 
 WATCHERS = r'''
-import json, sys, threading
-from gradio_client import Client
+import http.client, json, sys, threading, time, urllib.parse
 url, run_id, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+host = urllib.parse.urlparse(url).netloc
 stop, seen, errors, ready = threading.Event(), [], [], threading.Barrier(n + 1)
-def watch():
+def post(conn, name, data, session):
+    conn.request("POST", f"/gradio_api/run/{name}", json.dumps({"data": data, "session_hash": session}),
+                 {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    body = resp.read()
+    if resp.status != 200:
+        raise RuntimeError(f"{name}: HTTP {resp.status} {body[:200]!r}")
+    return json.loads(body)["data"]
+def watch(i):
+    conn, session = http.client.HTTPConnection(host, timeout=30), f"watcher-{i}-{time.time_ns()}"
     try:
-        c = Client(url, verbose=False)
-        c.predict(owner_id="", run_id=run_id, api_name="/watch")
+        post(conn, "watch", ["", run_id], session)
     except Exception as e:
         errors.append(repr(e))
     ready.wait()
-    while not stop.is_set():
+    while not stop.is_set():  # what a tab's timer does: one tick a second
         try:
-            _, d = c.predict(api_name="/status")
-            seen.append([d.get("run_id"), d.get("records", 0)])
+            out = post(conn, "tick", ["", None, [], 0.6, "step", "advantage", True, 1, None], session)
+            details = out[-1] if isinstance(out[-1], dict) and "records" in out[-1] else None
+            seen.append([run_id, details["records"] if details else -1, len(json.dumps(out))])
         except Exception as e:
             errors.append(repr(e))
         stop.wait(1.0)
-threads = [threading.Thread(target=watch) for _ in range(n)]
+threads = [threading.Thread(target=watch, args=(i,)) for i in range(n)]
 for t in threads:
     t.start()
 ready.wait()
@@ -57,7 +66,8 @@ print(json.dumps({"seen": seen, "errors": errors[:5]}), flush=True)
 
 
 class Watchers:
-    """N browser-like watchers in another process (like real tabs): each opens a run, then polls once a second."""
+    """N tabs in another process: each opens a run (/watch), then calls the tab's own timer tick once a second
+    over plain HTTP (a light client, so the measurement is the server's cost, not the test harness's)."""
 
     def __init__(self, url: str, run_id: str, n: int):
         import subprocess
