@@ -308,8 +308,9 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
     if a.scale == "group_std" and K < 2:
         p.append(f"algorithm.scale = 'group_std' needs rollout.samples_per_prompt >= 2 (it is {K}); "
                  "use scale 'batch_std' or 'none'.")
-    if a.baseline == "value" and a.estimator != "gae":
-        p.append("algorithm.baseline = 'value' needs algorithm.estimator = 'gae' (the critic is trained on GAE returns).")
+    if a.baseline == "value" and a.estimator == "returns":
+        p.append("algorithm.baseline = 'value' works with estimator 'outcome' (r - V(prompt)) or 'gae', "
+                 "not 'returns'; pick one of those.")
     if a.estimator == "gae" and a.baseline != "value":
         p.append(f"algorithm.estimator = 'gae' needs algorithm.baseline = 'value' (it is {a.baseline!r}).")
     if a.dynamic_filter and K < 2:

@@ -275,7 +275,12 @@ class Trainer:
             adv, returns = advantages.gae(token_r, values, mask, a.gamma, a.lam)
         else:
             r = seq_r.view(P, K)                                                           # (P, K)
-            if a.baseline in advantages.BASELINES:
+            if a.baseline == "value":
+                # Bandit view: the completion is one action, so one-step TD is r + gamma*V(terminal) - V(s_0)
+                # = r - V(prompt). The critic learns the return r at every token (gamma = 1, reward at the end).
+                b = values[:, 0].view(P, K)
+                returns = seq_r[:, None] * mask                                            # (B, T)
+            elif a.baseline in advantages.BASELINES:
                 b = r - advantages.group_advantages(r, a.baseline, "none")
             elif a.baseline == "moving_average":
                 b = torch.full_like(r, self.ema_reward if self.ema_reward is not None else float(r.mean()))
