@@ -410,7 +410,7 @@ def build_demo(manager: RunManager, shared: bool = False) -> gr.Blocks:
 def launch(runs_dir: str = "runs", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
            shared: bool = False, manager: RunManager | None = None, **kwargs: Any):
     """Serve the lab. `shared`: a workshop or Space (caps from SharedLimits, runs listed per session)."""
-    manager = manager or RunManager(runs_dir, limits=SharedLimits() if shared else None)
+    manager = manager or RunManager(runs_dir, limits=SharedLimits() if shared else None, isolation="process")
     manager.warm_up("tiny")  # load the built-in model while the page opens: the first Start steps at once
     demo = build_demo(manager, shared=shared)
     return demo.launch(server_name=host, server_port=port, share=share, **launch_options(manager), **kwargs)

@@ -79,7 +79,13 @@ class Job:
 
 class RunManager:
     def __init__(self, store: RunStore | str = "runs", workers: int = 1, limits: SharedLimits | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, isolation: str = "thread"):
+        """`isolation`: "thread" trains in this process (simple; for scripts and tests), "process" in warm
+        worker processes, so a busy web server cannot starve training of Python's interpreter lock."""
+        if isolation not in ("thread", "process"):
+            raise ValueError(f"isolation = {isolation!r}; use 'thread' or 'process'")
+        self.isolation, self._threads = isolation, threads
+        self._running_in: dict[str, _Child] = {}
         set_threads(threads)
         self.store = store if isinstance(store, RunStore) else RunStore(store)
         self.limits = limits
@@ -88,15 +94,17 @@ class RunManager:
         self._queue: collections.deque[str] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._threads = [threading.Thread(target=self._work, name=f"rlhf-lab-worker-{i}", daemon=True)
+        self._workers = [threading.Thread(target=self._work, args=(i,), name=f"rlhf-lab-worker-{i}", daemon=True)
                          for i in range(max(1, workers))]
-        for t in self._threads:
+        for t in self._workers:
             t.start()
 
     def warm_up(self, policy: str = "tiny") -> threading.Thread:
         """Load a policy (and the trainer's imports) in the background, so the first run starts warm: the base
         model stays in labcore.model's cache and each run only wraps it in a fresh LoRA adapter."""
         def load() -> None:
+            if self.isolation == "process":
+                return  # each worker process warms itself
             try:
                 from labcore.model import load_policy
                 from labcore.trainer import Trainer  # noqa: F401 - import cost paid here, not at Start
@@ -161,14 +169,14 @@ class RunManager:
 
     def _signal(self, run_id: str, **changes: Any) -> None:
         job = self._job(run_id)
-        with job.cond:
-            for k, v in changes.items():
-                setattr(job, k, v)
-            if job.state in ("running", "paused"):
-                job.state = "paused" if job.paused else "running"
-            job.cond.notify_all()
-        if job.state in ("running", "paused"):
-            self.store.update_meta(run_id, state=job.state)
+        child = self._running_in.get(run_id)
+        if child is not None:  # process mode: the worker process owns the run's loop and its meta.json
+            with job.cond:
+                for k, v in changes.items():
+                    setattr(job, k, v)
+            child.send(("control", run_id, changes))
+            return
+        apply_control(job, changes, self.store)
 
     def pause(self, run_id: str) -> None:
         self._signal(run_id, paused=True)
@@ -203,6 +211,9 @@ class RunManager:
         job = self._job(run_id)
         with job.cond:
             job.live.update(changes)
+        child = self._running_in.get(run_id)
+        if child is not None:
+            child.send(("control", run_id, {"live": dict(job.live)}))
 
     def shutdown(self, timeout: float = 10.0) -> None:
         with self._cond:
@@ -215,7 +226,7 @@ class RunManager:
         for job in self._jobs.values():
             if job.state in ("running", "paused"):
                 self._signal(job.run_id, stop=True)
-        for t in self._threads:
+        for t in self._workers:
             t.join(timeout)
 
     # ------------------------------------------------------------------------------------------------ status
@@ -249,64 +260,202 @@ class RunManager:
 
     # ------------------------------------------------------------------------------------------------ worker
 
-    def _work(self) -> None:
+    def _work(self, index: int) -> None:
+        child = _Child(self.store.root, self._threads) if self.isolation == "process" else None
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
                     self._cond.wait()
                 if self._closed and not self._queue:
+                    if child:
+                        child.close()
                     return
                 run_id = self._queue.popleft()
-            self._run(self._jobs[run_id])
+            job = self._jobs[run_id]
+            if child is None:
+                execute(job, self.store)
+            else:
+                child = self._run_in_child(child, job)
 
-    def _finish(self, job: Job, state: str, message: str = "") -> None:
-        with job.cond:
-            job.state, job.message = state, message
-            job.cond.notify_all()
-        self.store.update_meta(job.run_id, state=state, step=job.step, message=message, finished=time.time())
-
-    def _run(self, job: Job) -> None:
-        from labcore.trainer import Trainer
-
-        trainer = None
-        job.started = time.time()
-        with job.cond:
-            job.state = "paused" if job.paused else "running"
-        self.store.update_meta(job.run_id, state=job.state, started=job.started)
+    def _run_in_child(self, child: _Child, job: Job) -> _Child:
+        """Hand the run to the worker process and mirror its progress; a dead process fails the run and is
+        replaced. Returns the (possibly new) child."""
+        self._running_in[job.run_id] = child
         try:
-            trainer = Trainer(job.cfg)
-            while trainer.step_count < job.cfg.run.steps:
+            child.send(("run", job.run_id, job.cfg, job.paused, job.step_budget, dict(job.live)))
+            while True:
+                kind, run_id, state, step, message = child.recv()
                 with job.cond:
-                    while job.paused and job.step_budget == 0 and not job.stop:
-                        job.cond.wait(0.5)
-                    if job.stop:
-                        break
-                    if job.paused:
-                        job.step_budget -= 1
-                    for k, v in job.live.items():
-                        setattr(trainer.live, k, v)
-                result = trainer.train_step()
-                self.store.append(job.run_id, result.metrics, result.samples)
-                with job.cond:
-                    job.step = trainer.step_count
+                    job.state, job.step, job.message = state, step, message
                     job.cond.notify_all()
-                if job.step % 10 == 0:
-                    self.store.update_meta(job.run_id, step=job.step)
-            self._save_adapter(job, trainer)
-            self._finish(job, "stopped" if job.stop else "done",
-                         f"stopped at step {job.step}" if job.stop else f"finished {job.step} steps")
-        except Exception as e:  # noqa: BLE001 - a run's failure must never kill the worker
-            self._save_adapter(job, trainer)
-            (self.store.path(job.run_id) / "error.txt").write_text(traceback.format_exc())
-            self._finish(job, "failed", explain_failure(e, job.step))
+                if kind == "finished":
+                    return child
+        except (EOFError, OSError, BrokenPipeError):
+            code = child.exitcode()
+            message = (f"the training process stopped unexpectedly at step {job.step + 1} (exit code {code}); "
+                       "if this repeats, use fewer samples per step or shorter completions")
+            with job.cond:
+                job.state, job.message = "failed", message
+                job.cond.notify_all()
+            self.store.update_meta(job.run_id, state="failed", message=message, finished=time.time())
+            child.close()
+            return _Child(self.store.root, self._threads)
+        finally:
+            self._running_in.pop(job.run_id, None)
 
-    def _save_adapter(self, job: Job, trainer) -> None:
-        if trainer is None:
-            return
-        try:
-            trainer.model.save_pretrained(str(self.store.path(job.run_id) / "adapter"))
-        except Exception as e:  # noqa: BLE001
-            job.message += f" (the adapter could not be saved: {e})"
+
+def apply_control(job: Job, changes: dict[str, Any], store: RunStore) -> None:
+    """Pause / resume / step / stop / live changes of a running job, where its loop runs."""
+    with job.cond:
+        for k, v in changes.items():
+            if k == "live":
+                job.live.update(v)
+            else:
+                setattr(job, k, v)
+        if job.state in ("running", "paused"):
+            job.state = "paused" if job.paused else "running"
+        job.cond.notify_all()
+    if job.state in ("running", "paused"):
+        store.update_meta(job.run_id, state=job.state)
+
+
+def execute(job: Job, store: RunStore, notify=None) -> None:
+    """The step loop of one run, honouring the job's controls at step boundaries. `notify(job, kind)` is told of
+    every change ("status" or "finished"); the loop never raises."""
+    from labcore.trainer import Trainer
+
+    notify = notify or (lambda job, kind: None)
+    trainer = None
+    job.started = time.time()
+    with job.cond:
+        job.state = "paused" if job.paused else "running"
+    store.update_meta(job.run_id, state=job.state, started=job.started)
+    notify(job, "status")
+    try:
+        trainer = Trainer(job.cfg)
+        while trainer.step_count < job.cfg.run.steps:
+            with job.cond:
+                while job.paused and job.step_budget == 0 and not job.stop:
+                    job.cond.wait(0.5)
+                if job.stop:
+                    break
+                if job.paused:
+                    job.step_budget -= 1
+                for k, v in job.live.items():
+                    setattr(trainer.live, k, v)
+            result = trainer.train_step()
+            store.append(job.run_id, result.metrics, result.samples)
+            with job.cond:
+                job.step = trainer.step_count
+                job.cond.notify_all()
+            notify(job, "status")
+            if job.step % 10 == 0:
+                store.update_meta(job.run_id, step=job.step)
+        _save_adapter(job, trainer, store)
+        _finish(job, store, "stopped" if job.stop else "done",
+                f"stopped at step {job.step}" if job.stop else f"finished {job.step} steps")
+    except Exception as e:  # noqa: BLE001 - a run's failure must never kill the worker
+        _save_adapter(job, trainer, store)
+        (store.path(job.run_id) / "error.txt").write_text(traceback.format_exc())
+        _finish(job, store, "failed", explain_failure(e, job.step))
+    notify(job, "finished")
+
+
+def _finish(job: Job, store: RunStore, state: str, message: str = "") -> None:
+    with job.cond:
+        job.state, job.message = state, (message + job.message).strip()
+        job.cond.notify_all()
+    store.update_meta(job.run_id, state=state, step=job.step, message=job.message, finished=time.time())
+
+
+def _save_adapter(job: Job, trainer, store: RunStore) -> None:
+    if trainer is None:
+        return
+    try:
+        trainer.model.save_pretrained(str(store.path(job.run_id) / "adapter"))
+    except Exception as e:  # noqa: BLE001
+        job.message += f" (the adapter could not be saved: {e})"
+
+
+class _Child:
+    """A warm training process (spawned, so it shares no threads or locks with the web server): it takes runs
+    one at a time and reports their progress over a pipe, while the run store carries the records."""
+
+    def __init__(self, root, threads: int | None):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.conn, child_conn = ctx.Pipe()
+        self.proc = ctx.Process(target=_child_main, args=(child_conn, str(root), threads), daemon=True,
+                                name="rlhf-lab-trainer")
+        self.proc.start()
+        child_conn.close()
+        self._lock = threading.Lock()
+
+    def send(self, msg) -> None:
+        with self._lock:
+            try:
+                self.conn.send(msg)
+            except (OSError, BrokenPipeError):
+                pass  # the reader notices the dead process
+
+    def recv(self):
+        return self.conn.recv()
+
+    def exitcode(self) -> int | None:
+        self.proc.join(1.0)
+        return self.proc.exitcode
+
+    def close(self) -> None:
+        self.send(("quit",))
+        self.proc.join(5.0)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+
+def _child_main(conn, root: str, threads: int | None) -> None:
+    """Inside the training process: a listener thread applies controls; the main thread runs the step loop."""
+    import queue
+
+    set_threads(threads)
+    store = RunStore(root)
+    runs: queue.Queue = queue.Queue()
+    jobs: dict[str, Job] = {}
+    lock = threading.Lock()
+
+    def send(job: Job, kind: str) -> None:
+        with lock:
+            conn.send((kind, job.run_id, job.state, job.step, job.message))
+
+    def listen() -> None:
+        while True:
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                msg = ("quit",)
+            if msg[0] == "quit":
+                for job in jobs.values():
+                    apply_control(job, {"stop": True}, store)
+                runs.put(None)
+                return
+            if msg[0] == "run":
+                _, run_id, cfg, paused, budget, live = msg
+                jobs[run_id] = Job(run_id, cfg, "", paused=paused, step_budget=budget, live=live)
+                runs.put(jobs[run_id])
+            elif msg[0] == "control" and msg[1] in jobs:
+                apply_control(jobs[msg[1]], msg[2], store)
+
+    threading.Thread(target=listen, daemon=True).start()
+    try:  # warm: the model and the trainer's imports are ready before the first Start
+        from labcore.model import load_policy
+        from labcore.trainer import Trainer  # noqa: F401
+
+        load_policy("tiny")
+    except Exception:  # noqa: BLE001 - reported when a run asks for it
+        pass
+    while (job := runs.get()) is not None:
+        execute(job, store, send)
+        jobs.pop(job.run_id, None)
 
 
 def set_threads(threads: int | None = None) -> int:

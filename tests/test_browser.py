@@ -37,7 +37,7 @@ def served(tmp_path_factory):
     from labcore.runner import RunManager
 
     model_name = require_model()
-    manager = RunManager(tmp_path_factory.mktemp("runs"))
+    manager = RunManager(tmp_path_factory.mktemp("runs"), isolation="process")
     demo = build_demo(manager)
     port = free_port()
     demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **launch_options(manager))

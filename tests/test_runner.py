@@ -27,9 +27,10 @@ def wait_for(pred, timeout=60.0):
     raise AssertionError("timed out")
 
 
-@pytest.fixture
-def manager(tmp_path):
-    m = RunManager(tmp_path / "runs")
+@pytest.fixture(params=["thread", "process"])
+def manager(tmp_path, request):
+    """Both ways to train: in a thread of this process, and in a warm worker process (what the app uses)."""
+    m = RunManager(tmp_path / "runs", isolation=request.param)
     yield m
     m.shutdown()
 

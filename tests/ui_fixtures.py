@@ -91,7 +91,7 @@ def running_lab(runs_dir, shared: bool = False):
     from labcore.runner import RunManager, SharedLimits
 
     model = require_model()
-    manager = RunManager(runs_dir, limits=SharedLimits() if shared else None)
+    manager = RunManager(runs_dir, limits=SharedLimits() if shared else None, isolation="process")
     demo = build_demo(manager, shared=shared)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=free_port())
     try:
