@@ -5,8 +5,8 @@
 
 Columns: mean reward over the first 5 steps and the last 10, the gain, the noise (standard deviation of the
 per-step mean reward over the first 10 steps: what one step's reading wobbles by before learning), the gain in
-units of that noise, the final KL to the reference (the chosen estimator, summed over tokens) and seconds per
-step. Not a test: it measures, it asserts nothing.
+standard errors of the start/end difference (noise * sqrt(1/5 + 1/10)), the final KL to the reference (the
+chosen estimator, summed over tokens) and seconds per step. Not a test: it measures, it asserts nothing.
 """
 
 from __future__ import annotations
@@ -56,12 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     print(f"# {args.steps} steps, seed {args.seed}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
-    print("| recipe | task | reward start | reward end | gain | noise | gain/noise | final KL | s/step |")
+    print("| recipe | task | reward start | reward end | gain | noise | gain / s.e. | final KL | s/step |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for task in tasks:
         for recipe in args.recipes.split(","):
             r = run(recipe, task, args.steps, args.seed)
-            ratio = r["gain"] / r["noise"] if r["noise"] > 0 else float("inf")
+            se = r["noise"] * (1 / 5 + 1 / 10) ** 0.5
+            ratio = r["gain"] / se if se > 0 else float("inf")
             print(f"| {recipe} | {task} | {r['start']:.3f} | {r['end']:.3f} | {r['gain']:+.3f} | {r['noise']:.3f} "
                   f"| {ratio:.1f} | {r['kl']:.3f} | {r['s_per_step']:.2f} |", flush=True)
     return 0

@@ -98,9 +98,9 @@ def test_ten_runners_and_thirty_watchers(server):
             polls.update(crowd.stop())
 
     polls: dict = {}
-    alone = throughput(manager, model, 60)
-    watched = throughput(manager, model, 60, during=thirty_tabs)
-    alone = max(alone, throughput(manager, model, 60))  # alone twice, around the watched run: noise bound
+    alone = throughput(manager, model, 150)
+    watched = throughput(manager, model, 150, during=thirty_tabs)
+    alone = max(alone, throughput(manager, model, 150))  # alone twice, around the watched run: noise bound
     ticks = polls["seen"]
     print(f"\nload: 10 runs x {STEPS} steps done in queue order; 30 watchers polled {len(seen)} times; "
           f"throughput alone {alone:.2f} steps/s, with 30 tabs ticking {watched:.2f} steps/s "

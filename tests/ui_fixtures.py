@@ -36,7 +36,7 @@ def post(conn, name, data, session):
     body = resp.read()
     if resp.status != 200:
         raise RuntimeError(f"{name}: HTTP {resp.status} {body[:200]!r}")
-    return json.loads(body)["data"]
+    return json.loads(body)["data"], len(body)
 def watch(i):
     conn, session = http.client.HTTPConnection(host, timeout=30), f"watcher-{i}-{time.time_ns()}"
     try:
@@ -46,9 +46,9 @@ def watch(i):
     ready.wait()
     while not stop.is_set():  # what a tab's timer does: one tick a second
         try:
-            out = post(conn, "tick", ["", None, [], 0.6, "step", "advantage", True, 1, None], session)
+            out, size = post(conn, "tick", ["", None, [], 0.6, "step", "advantage", True, 1, None], session)
             details = out[-1] if isinstance(out[-1], dict) and "records" in out[-1] else None
-            seen.append([run_id, details["records"] if details else -1, len(json.dumps(out))])
+            seen.append([run_id, details["records"] if details else -1, size])
         except Exception as e:
             errors.append(repr(e))
         stop.wait(1.0)
