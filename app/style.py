@@ -13,6 +13,7 @@ THEME = gr.themes.Soft(
 )
 CSS = """
 .gradio-container { max-width: 1680px !important; }
+#rl-formula .katex-display { overflow-x: auto; overflow-y: hidden; padding-bottom: 2px; }
 #rl-side { border-right: 1px solid var(--border-color-primary); padding-right: 10px;
   position: sticky; top: 8px; align-self: flex-start; max-height: calc(100vh - 16px);
   overflow-y: auto; overflow-x: hidden; flex-wrap: nowrap !important; scrollbar-width: thin; }

@@ -200,6 +200,10 @@ _KL_EST = {"k1": r"\log\frac{\pi_\theta}{\pi_{\text{ref}}}", "k2": r"\tfrac12\bi
            "k3": r"\frac{\pi_{\text{ref}}}{\pi_\theta} - \log\frac{\pi_{\text{ref}}}{\pi_\theta} - 1"}
 
 
+def _lower(text: str) -> str:
+    return text[:1].lower() + text[1:].rstrip(".")
+
+
 def describe_parts(cfg: Config) -> list[tuple[str, str, str]]:
     """[(part, LaTeX, one sentence on what it does)] for the parts `cfg` picks, in the order of a step."""
     a, k = cfg.algorithm, cfg.kl
@@ -224,7 +228,7 @@ def describe_parts(cfg: Config) -> list[tuple[str, str, str]]:
         adv = rf"\hat A_{{i,t}} = {base}" if not _SCALE[a.scale] else rf"\hat A_{{i,t}} = \frac{{{base}}}{{{_SCALE[a.scale]}}}"
         if a.estimator == "returns":
             adv += rf",\quad G_{{i,t}} = \sum_{{t' \ge t}} \gamma^{{t'-t}} r_{{i,t'}}\ (\gamma={a.gamma:g})"
-        why = f"Baseline: {BASELINES[a.baseline].rstrip('.')}; scale: {SCALES[a.scale].rstrip('.')}."
+        why = f"baseline: {_lower(BASELINES[a.baseline])}; scale: {_lower(SCALES[a.scale])}."
     out.append(("advantage", adv, why))
     if a.whiten:
         out.append(("whiten", r"\hat A \leftarrow \frac{\hat A - \operatorname{mean}(\hat A)}{\operatorname{std}(\hat A)}",
