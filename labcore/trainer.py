@@ -403,10 +403,7 @@ class Trainer:
             v = self.critic(out["hidden"].detach())
             v_loss, v_info = losses.value_loss(v, old.values, returns, mask, clip=a.value_clip or None)
             self.opt.zero_grad(set_to_none=True)
-            v_loss.backward()
-            self.opt.param_groups[0]["params"][0].grad = None
-            for p in self.params:
-                p.grad = None
+            v_loss.backward()  # the critic reads detached states: only its own parameters get gradients
             self.opt.step()
             info.update({"loss/value": float(v_loss.detach()), "value/clip_frac": v_info["clip_frac"]})
         info["loss/total"] = info["loss/policy"] + a.vf_coef * info.get("loss/value", 0.0)
