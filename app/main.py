@@ -364,8 +364,9 @@ def build_demo(manager: RunManager, shared: bool = False) -> gr.Blocks:
             return gr.File(value=path, visible=bool(path))
 
         # Layout is done; wire the events.
+        # always_last: edits made while a refresh is pending must still be reflected (the default "once" drops them)
         derived_io = {"fn": derived, "inputs": [base_url], "outputs": [formula, diff, link, checks],
-                      "inputs_kwargs": ctl_kwargs, **private}
+                      "inputs_kwargs": ctl_kwargs, "trigger_mode": "always_last", **private}
         load_outputs = [owner, base_url, problems, preset, preset_note, run_state, timer, sig_state, watch,
                         compare, *ctl]
         demo.load(on_load, [owner], load_outputs, **private).then(**derived_io)
