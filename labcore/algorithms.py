@@ -164,10 +164,6 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def uses_value_head(cfg: Config) -> bool:
-    return cfg.algorithm.baseline == "value"
-
-
 # ------------------------------------------------------------------------------------------------ describe
 
 _ADV_BASE = {

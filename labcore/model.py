@@ -6,7 +6,7 @@ the KL to the reference is exactly the KL to the model the run started from.
 
 Base models are cached per process, keyed by (path, device, dtype). Each ``load_policy`` call builds a
 new module tree around the cached, frozen base tensors (a ``deepcopy`` whose memo maps every parameter
-and buffer to itself): the LoRA adapter and the value head are new every call, the base weights are
+and buffer to itself): the LoRA adapter is new every call, the base weights are
 shared and never copied. Hence: do not merge adapters into ``policy.model`` or move / cast it; ask
 ``load_policy`` for the device you want.
 
@@ -216,27 +216,10 @@ def _load_tokenizer(name: str, path: str):
     return tokenizer
 
 
-class ValueHead(nn.Linear):
-    """Linear(hidden, 1) on the policy's last hidden states, kept in float32. Shape: (B, T, H) -> (B, T, 1).
-
-    Initialized to zeros (weight and bias): values start at 0, so the first advantages are plain returns
-    and the head learns from there (InstructGPT initializes it from the RM instead; left out).
-    """
-
-    def __init__(self, hidden_size: int):
-        super().__init__(hidden_size, 1)
-        nn.init.zeros_(self.weight)
-        nn.init.zeros_(self.bias)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return super().forward(hidden.to(self.weight.dtype))
-
-
 @dataclass
 class Policy:
     model: nn.Module  # peft.PeftModel: the causal LM with a LoRA adapter
     tokenizer: object
-    value_head: nn.Module | None
     device: torch.device
     dtype: torch.dtype
     name: str = ""
@@ -249,14 +232,14 @@ class Policy:
             yield self.model
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """The LoRA parameters (the value head's are in ``value_head.parameters()``)."""
+        """The LoRA parameters."""
         return [p for p in self.model.parameters() if p.requires_grad]
 
 
 def load_policy(name_or_path: str = TINY, *, lora_rank: int = 8, lora_alpha: float = 16.0,
-                lora_dropout: float = 0.0, lora_targets: list[str] | None = None, with_value_head: bool = False,
+                lora_dropout: float = 0.0, lora_targets: list[str] | None = None,
                 device: str = "auto", seed: int = 0) -> Policy:
-    """A causal LM with a fresh LoRA adapter (and optionally a value head), deterministic given ``seed``.
+    """A causal LM with a fresh LoRA adapter, deterministic given ``seed``.
 
     LoRA A matrices get peft's default init from ``seed`` (B starts at zero, so the adapted model equals
     the base model); the global torch RNG is left untouched.
@@ -287,9 +270,8 @@ def load_policy(name_or_path: str = TINY, *, lora_rank: int = 8, lora_alpha: flo
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         peft_model = get_peft_model(model, config)
-        value_head = ValueHead(model.get_input_embeddings().embedding_dim).to(dev) if with_value_head else None
     peft_model.eval()
-    return Policy(peft_model, tokenizer, value_head, dev, dtype, name=str(name_or_path), lora_targets=targets)
+    return Policy(peft_model, tokenizer, dev, dtype, name=str(name_or_path), lora_targets=targets)
 
 
 def load_reward_model(name_or_path: str = TINY_RM, device: str = "auto") -> tuple[nn.Module, object]:

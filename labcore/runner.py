@@ -103,15 +103,8 @@ class RunManager:
         """Load a policy (and the trainer's imports) in the background, so the first run starts warm: the base
         model stays in labcore.model's cache and each run only wraps it in a fresh LoRA adapter."""
         def load() -> None:
-            if self.isolation == "process":
-                return  # each worker process warms itself
-            try:
-                from labcore.model import load_policy
-                from labcore.trainer import Trainer  # noqa: F401 - import cost paid here, not at Start
-
-                load_policy(policy)
-            except Exception:  # noqa: BLE001 - a missing model is reported when a run asks for it
-                pass
+            if self.isolation == "thread":  # each worker process warms itself
+                _warm(policy)
 
         thread = threading.Thread(target=load, name="rlhf-lab-warm-up", daemon=True)
         thread.start()
@@ -304,6 +297,18 @@ class RunManager:
             self._running_in.pop(job.run_id, None)
 
 
+def _warm(policy: str) -> None:
+    """Load a policy and the trainer's imports once, so the first Start steps at once (the base model stays in
+    labcore.model's cache; each run only wraps it in a fresh LoRA adapter)."""
+    try:
+        from labcore.model import load_policy
+        from labcore.trainer import Trainer  # noqa: F401 - import cost paid here, not at Start
+
+        load_policy(policy)
+    except Exception:  # noqa: BLE001 - a missing model is reported when a run asks for it
+        pass
+
+
 def apply_control(job: Job, changes: dict[str, Any], store: RunStore) -> None:
     """Pause / resume / step / stop / live changes of a running job, where its loop runs."""
     with job.cond:
@@ -446,13 +451,7 @@ def _child_main(conn, root: str, threads: int | None) -> None:
                 apply_control(jobs[msg[1]], msg[2], store)
 
     threading.Thread(target=listen, daemon=True).start()
-    try:  # warm: the model and the trainer's imports are ready before the first Start
-        from labcore.model import load_policy
-        from labcore.trainer import Trainer  # noqa: F401
-
-        load_policy("tiny")
-    except Exception:  # noqa: BLE001 - reported when a run asks for it
-        pass
+    _warm("tiny")
     while (job := runs.get()) is not None:
         execute(job, store, send)
         jobs.pop(job.run_id, None)

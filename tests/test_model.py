@@ -55,7 +55,7 @@ def test_load_tiny_policy():
     names = [n for n, p in policy.model.named_parameters() if p.requires_grad]
     assert names and all("lora_" in n for n in names)
     assert len(policy.trainable_parameters()) == len(names) == 4 * 4 * 2  # 4 layers x 4 targets x (A, B)
-    assert policy.value_head is None and policy.dtype == torch.float32
+    assert policy.dtype == torch.float32
 
 
 def test_reference_is_the_base_model():
@@ -85,15 +85,6 @@ def test_each_load_gets_a_fresh_adapter_over_shared_weights():
     assert _lora_b(b)[0].abs().sum() == 0
     embed_a = a.model.get_input_embeddings().weight
     assert embed_a.data_ptr() == b.model.get_input_embeddings().weight.data_ptr()
-
-
-def test_value_head():
-    policy = load_policy(TINY, device="cpu", with_value_head=True)
-    head = policy.value_head
-    assert head.weight.abs().sum() == 0 and head.bias.abs().sum() == 0
-    hidden = torch.randn(2, 5, head.in_features)
-    assert head(hidden).shape == (2, 5, 1)
-    assert not any(p is q for p in head.parameters() for q in policy.trainable_parameters())
 
 
 def test_load_reward_model():
