@@ -34,7 +34,7 @@ def _check_choice(name: str, allowed: dict, what: str) -> None:
         raise ValueError(f"unknown {what} {name!r}; allowed: {', '.join(allowed)}")
 
 
-def _std(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+def safe_std(x: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """Unbiased (N-1) std that is 0 instead of NaN when there are fewer than 2 elements."""
     n = x.numel() if dim is None else x.shape[dim]
     if n < 2:
@@ -92,9 +92,9 @@ def group_advantages(rewards: torch.Tensor, baseline: str, scale: str, eps: floa
         b = (rewards.sum(1, keepdim=True) - rewards) / (K - 1)  # (P, K)
     adv = rewards - b  # (P, K)
     if scale == "group_std":
-        adv = adv / (_std(rewards, dim=1) + eps)  # (P, K) / (P, 1)
+        adv = adv / (safe_std(rewards, dim=1) + eps)  # (P, K) / (P, 1)
     elif scale == "batch_std":
-        adv = adv / (_std(rewards) + eps)
+        adv = adv / (safe_std(rewards) + eps)
     return adv
 
 

@@ -286,8 +286,8 @@ class Trainer:
                 b = torch.full_like(r, self.ema_reward if self.ema_reward is not None else float(r.mean()))
             else:  # greedy
                 b = greedy_r.view(P, 1).expand_as(r)
-            std = {"none": torch.ones_like(r), "group_std": _std(r, dim=1).expand_as(r),
-                   "batch_std": _std(r.reshape(-1), dim=0).expand_as(r)}[a.scale]
+            std = {"none": torch.ones_like(r), "group_std": advantages.safe_std(r, dim=1).expand_as(r),
+                   "batch_std": advantages.safe_std(r.reshape(-1), dim=0).expand_as(r)}[a.scale]
             if a.estimator == "outcome":
                 adv = advantages.sequence_to_tokens(((r - b) / (std + 1e-6)).reshape(-1), mask)
             else:  # returns-to-go per token, minus the sequence's baseline
@@ -504,12 +504,6 @@ class Trainer:
                 "adv": _r(adv[i, :L]), "logp": _r(lp), "ref_logp": _r(ref), "ratio": _r(ratio), "kl": _r(kl_t[i, :L]),
             })
         return out
-
-
-def _std(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Unbiased std, 0 (not NaN) for a single element; keeps the reduced dim."""
-    n = x.size(dim)
-    return x.std(dim, keepdim=True) if n > 1 else torch.zeros_like(x.mean(dim, keepdim=True))
 
 
 def _r(t: torch.Tensor) -> list[float]:
