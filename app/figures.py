@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,10 +78,12 @@ class Columns:
     """A run's step records as per-metric columns of finite values, extended incrementally.
 
     Records only ever grow, so `update` reads just the new ones: a tick on a 1,000-step run costs the one new
-    record, not 1,000 dict lookups per metric.
+    record, not 1,000 dict lookups per metric. One Columns is shared by every tab watching the run, and tabs
+    tick on several server threads: `lock` guards `update` and the trace builds that read the columns.
     """
 
     def __init__(self, records: Sequence[dict[str, Any]] = ()):
+        self.lock = threading.RLock()
         self.n = 0
         # key -> (steps, times, values)
         self.cols: dict[str, tuple[list[float], list[float], list[float]]] = {}
@@ -90,6 +93,10 @@ class Columns:
         self.update(records)
 
     def update(self, records: Sequence[dict[str, Any]]) -> None:
+        with self.lock:
+            self._extend(records)
+
+    def _extend(self, records: Sequence[dict[str, Any]]) -> None:
         if len(records) > self.n:
             self.traces = {}
         for r in records[self.n:]:
@@ -116,7 +123,8 @@ class Columns:
         return xs, c[2]
 
     def keys(self) -> list[str]:
-        return list(self.cols)
+        with self.lock:
+            return list(self.cols)
 
     def smoothed(self, key: str, weight: float) -> list[float]:
         """`ema(values of key, weight)`, extended by the new values only (one smoothing weight is kept)."""
@@ -245,10 +253,11 @@ def _traces(run: RunView, s: Series, color: str, dash: str, name: str, group: st
             smoothing: float, x: str, max_points: int, raw_line: bool) -> list[dict[str, Any]]:
     """The smoothed trace (and the faint raw one) of one series of one run; cached until a record arrives."""
     key = (s, color, dash, name, group, ident, smoothing, x, max_points, raw_line)
-    if key not in run.columns.traces:
-        run.columns.traces[key] = _build_traces(run, s, color, dash, name, group, ident, smoothing, x,
-                                                max_points, raw_line)
-    return [dict(t) for t in run.columns.traces[key]]  # callers may set yaxis/showlegend on their copy
+    with run.columns.lock:  # another tab's tick may be extending these columns right now
+        if key not in run.columns.traces:
+            run.columns.traces[key] = _build_traces(run, s, color, dash, name, group, ident, smoothing, x,
+                                                    max_points, raw_line)
+        return [dict(t) for t in run.columns.traces[key]]  # callers may set yaxis/showlegend on their copy
 
 
 def _build_traces(run: RunView, s: Series, color: str, dash: str, name: str, group: str, ident: str,

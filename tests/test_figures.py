@@ -115,6 +115,53 @@ def test_every_chart_builds_and_encodes():
     assert len(json.loads(charts.encode(figs))["charts"]) == 9
 
 
+def test_one_columns_shared_by_tabs_ticking_on_many_threads_stays_consistent():
+    """Tabs watching one run share its Columns and tick on server threads while the run appends records.
+
+    Unguarded, two ticks extended the columns twice (duplicated points) or built a trace while another tick
+    appended (x and y of different lengths: an IndexError and an HTTP 500 for that tab).
+    """
+    import sys
+    import threading
+    import time
+
+    shared, recs, errors = figures.Columns(), [], []
+    chart = next(c for c in figures.CHARTS if c.id == "kl")
+    full = [{"step": s, "time": 0.1 * s, "kl/mean": s / 7, "approx_kl": s / 9, "kl/coef": 0.05}
+            for s in range(1, 1001)]
+    done = threading.Event()
+
+    def writer():
+        for r in full:
+            recs.append(r)
+            time.sleep(0.0002)  # a run appending records while the tabs tick
+        done.set()
+
+    def tab(smoothing):
+        try:
+            while not done.is_set():
+                view = figures.RunView("r", "PPO", list(recs), shared)
+                figures.chart_figure(chart, [view], smoothing, max_points=50)
+        except Exception as e:  # noqa: BLE001 - the test reports any failure
+            errors.append(repr(e))
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, to provoke the interleavings
+    try:
+        threads = [threading.Thread(target=tab, args=(w,)) for w in (0.0, 0.6, 0.6, 0.9)]
+        for t in threads:
+            t.start()
+        writer()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors
+    figures.RunView("r", "PPO", recs, shared)
+    steps, ys = shared.xy("kl/mean")
+    assert steps == list(range(1, 1001)) and ys == [s / 7 for s in range(1, 1001)]  # no duplicates, none lost
+
+
 # ------------------------------------------------------------------------------------------------ samples
 
 
