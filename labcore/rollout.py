@@ -1,10 +1,17 @@
 """Rollouts: batched sampling with a KV cache, and token log-probabilities of completions.
 
-`generate` samples K completions for each of P prompts in one left-padded batch, feeding one token at a time
-through the model's KV cache (a hand loop rather than `model.generate`: no logits processors to set up, and it
-stops as soon as every row has emitted EOS). `token_logprobs` runs one forward pass over prompt + completion and
-returns log pi(y_t) at the sampling temperature (TRL, OpenRLHF and verl all divide logits by it; the rlhf-book
-code does not, which makes the first-epoch ratio differ from 1).
+`generate` samples K completions for each of P prompts, feeding one token at a time through the model's KV cache
+(a hand loop rather than `model.generate`: no logits processors to set up, and it stops as soon as every row has
+emitted EOS). `token_logprobs` runs one forward pass over prompt + completion and returns log pi(y_t) at the
+sampling temperature (TRL, OpenRLHF and verl all divide logits by it; the rlhf-book code does not, which makes
+the first-epoch ratio differ from 1).
+
+Two ways to do less work, both exact (tests/test_rollout.py checks them against the plain passes):
+- Shared prompts. The K samples of a prompt share its tokens, so the prompt is run once per prompt and its KV
+  cache is repeated K times (`batch.k`). With short completions the prompt is half the tokens of a row.
+- A rollout that is also the training forward. With `keep_graph=True` the sampling loop runs with autograd on
+  and keeps the log-probs it sampled from (`batch.logprobs`, the dict `token_logprobs` returns): a one-pass
+  on-policy update back-propagates through them instead of running the same forward a second time.
 
 Shapes: P prompts, K samples per prompt, B = P*K rows ordered prompt-major (row b belongs to prompt b // K),
 Tp prompt tokens (left-padded), T completion tokens (right-padded; `mask` is 1.0 on valid tokens, EOS included).
@@ -26,6 +33,8 @@ class Batch:
     completion_ids: torch.Tensor    # (B, T) right-padded with pad_id
     mask: torch.Tensor              # (B, T) float, 1.0 on valid completion tokens (EOS included)
     eos: torch.Tensor               # (B,) bool, the completion ended with EOS
+    k: int = 1                      # rows come in groups of k that share one prompt (prompt-major)
+    logprobs: dict[str, torch.Tensor] | None = None  # from the sampling loop, graph kept (keep_graph=True)
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -39,9 +48,10 @@ class Batch:
     def lengths(self) -> torch.Tensor:
         return self.mask.sum(1)  # (B,)
 
-    def select(self, idx: torch.Tensor) -> Batch:
+    def select(self, idx: torch.Tensor, k: int = 1) -> Batch:
+        """Rows `idx`; pass k when idx takes whole groups in order, so the prompts stay shared."""
         return Batch(self.prompt_ids[idx], self.prompt_mask[idx], self.completion_ids[idx], self.mask[idx],
-                     self.eos[idx])
+                     self.eos[idx], k)
 
 
 def encode_prompts(tokenizer, prompts: list[str], repeat: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,59 +86,117 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.empty_like(logits).scatter_(-1, order, sorted_logits)
 
 
-@torch.no_grad()
+def _prefill(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, k: int, with_hidden: bool = False):
+    """Run each of the P distinct prompts once and repeat the results for its k rows.
+
+    prompt_ids, prompt_mask: (P, Tp). Returns the KV cache for (P*k) rows, the last prompt position's logits
+    (P*k, V) and, if asked, its last-layer hidden state (P*k, H).
+    """
+    out = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=_positions(prompt_mask),
+                output_hidden_states=with_hidden, use_cache=True)
+    cache = out.past_key_values
+    if k > 1:
+        cache.batch_repeat_interleave(k)  # (P, heads, Tp, d) -> (P*k, ...), differentiable
+    hidden = out.hidden_states[-1][:, -1].repeat_interleave(k, 0) if with_hidden else None
+    return cache, out.logits[:, -1].repeat_interleave(k, 0), hidden
+
+
+def _scores(logits: torch.Tensor, tokens: torch.Tensor, temperature: float, with_entropy: bool,
+            hidden: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """logits (B, T, V) that predict tokens (B, T) -> {"logp", "logp_all", "entropy"?, "hidden"?}."""
+    logp_all = F.log_softmax(logits.float() / temperature, dim=-1)  # (B, T, V)
+    result = {"logp": logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1), "logp_all": logp_all}
+    if with_entropy:
+        result["entropy"] = -(logp_all.exp() * logp_all).sum(-1)  # (B, T)
+    if hidden is not None:
+        result["hidden"] = hidden  # (B, T, H)
+    return result
+
+
 def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int, eos_id: int,
-             pad_id: int, temperature: float = 1.0, top_p: float = 1.0, greedy: bool = False,
-             generator: torch.Generator | None = None) -> Batch:
-    """Sample completions token by token with a KV cache. Stops early when every row has emitted EOS."""
-    B = prompt_ids.size(0)
-    attn = prompt_mask.clone()
-    out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=_positions(attn), use_cache=True)
-    past, logits = out.past_key_values, out.logits[:, -1].float()  # (B, V)
-    next_pos = _positions(attn)[:, -1:] + 1  # (B, 1)
-    done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
-    tokens = []
-    for _ in range(max_new_tokens):
-        if greedy:
-            nxt = logits.argmax(-1)
-        else:
-            probs = top_p_filter(logits / temperature, top_p).softmax(-1)
-            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
-        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-        tokens.append(nxt)
-        done = done | (nxt == eos_id)
-        if bool(done.all()) or len(tokens) == max_new_tokens:
-            break
-        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], 1)
-        out = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=next_pos, past_key_values=past,
-                    use_cache=True)
-        past, logits, next_pos = out.past_key_values, out.logits[:, -1].float(), next_pos + 1
+             pad_id: int, samples_per_prompt: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+             greedy: bool = False, generator: torch.Generator | None = None, keep_graph: bool = False,
+             with_hidden: bool = False) -> Batch:
+    """Sample `samples_per_prompt` (K) completions for each of the P prompts (P, Tp) with a KV cache; each
+    prompt is run once. Stops early when every row has emitted EOS. Returns a Batch of B = P*K rows.
+
+    keep_graph: run with autograd on and return, in `batch.logprobs`, what `token_logprobs(model, batch,
+    temperature, with_entropy=True, with_hidden=with_hidden)` would (log-probs of the unfiltered distribution
+    at `temperature`, as the update needs; top_p only shapes the sampling).
+    """
+    K = samples_per_prompt
+    with torch.set_grad_enabled(keep_graph):
+        cache, logits, hidden = _prefill(model, prompt_ids, prompt_mask, K, with_hidden and keep_graph)
+        prompt_ids, attn = prompt_ids.repeat_interleave(K, 0), prompt_mask.repeat_interleave(K, 0)  # (B, Tp)
+        prompt_mask = attn
+        B = prompt_ids.size(0)
+        next_pos = _positions(attn)[:, -1:] + 1  # (B, 1)
+        done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
+        tokens, step_logits, step_hidden = [], [], []
+        for _ in range(max_new_tokens):
+            step_logits.append(logits)
+            step_hidden.append(hidden)
+            logits = logits.detach().float()
+            if greedy:
+                nxt = logits.argmax(-1)
+            else:
+                probs = top_p_filter(logits / temperature, top_p).softmax(-1)
+                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+            nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+            tokens.append(nxt)
+            done = done | (nxt == eos_id)
+            if bool(done.all()) or len(tokens) == max_new_tokens:
+                break
+            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], 1)
+            out = model(input_ids=nxt[:, None], attention_mask=attn, position_ids=next_pos, past_key_values=cache,
+                        output_hidden_states=with_hidden and keep_graph, use_cache=True)
+            cache, logits, next_pos = out.past_key_values, out.logits[:, -1], next_pos + 1
+            hidden = out.hidden_states[-1][:, -1] if with_hidden and keep_graph else None
     completion = torch.stack(tokens, 1)  # (B, T)
     # valid = every token up to and including the first EOS
     is_eos = completion == eos_id
     after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0  # (B, T) strictly after the first EOS
     mask = (~after_eos).float()
     completion = completion.masked_fill(after_eos, pad_id)
-    return Batch(prompt_ids, prompt_mask, completion, mask, is_eos.any(1))
+    batch = Batch(prompt_ids, prompt_mask, completion, mask, is_eos.any(1), K)
+    if keep_graph:
+        hid = torch.stack(step_hidden, 1) if with_hidden else None
+        batch.logprobs = _scores(torch.stack(step_logits, 1), completion, temperature, True, hid)
+    return batch
+
+
+def _grouped(batch: Batch) -> int:
+    """batch.k if the rows really come in groups of k identical prompts, else 1."""
+    k, ids = batch.k, batch.prompt_ids
+    if k <= 1 or ids.size(0) % k:
+        return 1
+    return k if torch.equal(ids.view(-1, k, ids.size(1)), ids[::k, None].expand(-1, k, -1)) else 1
 
 
 def token_logprobs(model, batch: Batch, temperature: float = 1.0, *, with_entropy: bool = False,
                    with_hidden: bool = False) -> dict[str, torch.Tensor]:
-    """One forward pass over prompt + completion.
+    """One forward pass over prompt + completion (each distinct prompt once, see `batch.k`).
 
-    Returns {"logp": (B, T)} plus "entropy" (B, T) and "hidden" (B, T, H) (the states that predict each
-    completion token) when asked. Masked positions hold junk: always multiply by `batch.mask`.
+    Returns {"logp": (B, T), "logp_all": (B, T, V)} plus "entropy" (B, T) and "hidden" (B, T, H) (the states
+    that predict each completion token) when asked. Masked positions hold junk: always multiply by `batch.mask`.
     """
-    attn = batch.attention_mask
-    out = model(input_ids=batch.input_ids, attention_mask=attn, position_ids=_positions(attn),
-                output_hidden_states=with_hidden, use_cache=False)
     Tp, T = batch.prompt_ids.size(1), batch.completion_ids.size(1)
-    logits = out.logits[:, Tp - 1: Tp - 1 + T].float() / temperature  # (B, T, V) predicts completion tokens
-    logp_all = F.log_softmax(logits, dim=-1)
-    result = {"logp": logp_all.gather(-1, batch.completion_ids.unsqueeze(-1)).squeeze(-1)}  # (B, T)
-    if with_entropy:
-        result["entropy"] = -(logp_all.exp() * logp_all).sum(-1)  # (B, T)
-    if with_hidden:
-        result["hidden"] = out.hidden_states[-1][:, Tp - 1: Tp - 1 + T]  # (B, T, H)
-    result["logp_all"] = logp_all
-    return result
+    attn = batch.attention_mask
+    k = _grouped(batch)
+    if k == 1:
+        out = model(input_ids=batch.input_ids, attention_mask=attn, position_ids=_positions(attn),
+                    output_hidden_states=with_hidden, use_cache=False)
+        logits = out.logits[:, Tp - 1: Tp - 1 + T]  # (B, T, V) predicts completion tokens
+        hidden = out.hidden_states[-1][:, Tp - 1: Tp - 1 + T] if with_hidden else None
+        return _scores(logits, batch.completion_ids, temperature, with_entropy, hidden)
+    # The prompt once per group; the completion (but its last token, which predicts nothing) on the shared cache.
+    cache, first, first_h = _prefill(model, batch.prompt_ids[::k], batch.prompt_mask[::k], k, with_hidden)
+    logits, hidden = first[:, None], first_h[:, None] if with_hidden else None
+    if T > 1:
+        out = model(input_ids=batch.completion_ids[:, :-1], attention_mask=attn[:, :-1],
+                    position_ids=_positions(attn)[:, Tp:-1], past_key_values=cache,
+                    output_hidden_states=with_hidden, use_cache=True)
+        logits = torch.cat([logits, out.logits], 1)
+        if with_hidden:
+            hidden = torch.cat([hidden, out.hidden_states[-1]], 1)
+    return _scores(logits, batch.completion_ids, temperature, with_entropy, hidden)

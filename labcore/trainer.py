@@ -158,11 +158,14 @@ class Trainer:
         return rows
 
     def sample(self, rows: list[dict], K: int) -> Batch:
-        ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], K, self.device)
-        self.model.eval()
-        return generate(self.model, ids, attn, max_new_tokens=self.cfg.rollout.max_new_tokens,
+        """K completions per prompt. In a one-pass update the sampling loop doubles as the training forward."""
+        ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], 1, self.device)
+        fused = self.rollout_is_forward()
+        self.model.train(fused)
+        return generate(self.model, ids, attn, samples_per_prompt=K, max_new_tokens=self.cfg.rollout.max_new_tokens,
                         eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id, temperature=self.live.temperature,
-                        top_p=self.cfg.rollout.top_p, generator=self.gen)
+                        top_p=self.cfg.rollout.top_p, generator=self.gen, keep_graph=fused,
+                        with_hidden=self.critic is not None)
 
     def completions(self, batch: Batch) -> list[str]:
         ids = batch.completion_ids.masked_fill(batch.completion_ids == self.tok.eos_token_id, self.tok.pad_token_id)
@@ -225,13 +228,20 @@ class Trainer:
         a = self.cfg.algorithm
         return a.update == "gradient" and a.epochs * a.minibatches == 1
 
+    def rollout_is_forward(self) -> bool:
+        """One pass, and no dropout to tell training from sampling: the rollout's own forward (graph kept) is the
+        training forward, exactly (tests/test_rollout.py), and the step skips running it again."""
+        return self.single_pass() and self.cfg.model.lora_dropout == 0
+
     def evaluate(self, batch: Batch) -> Old:
         """Old and reference log-probs, entropy and values. With one pass of one minibatch the old policy IS the
         current one, so the training forward (kept with its graph in `old.fresh`) supplies them: one forward
-        saved per step, as TRL does when num_iterations = 1."""
+        saved per step, as TRL does when num_iterations = 1; two when the rollout kept its graph."""
         a = self.cfg.algorithm
         need_all, need_hidden = a.update == "trpo", self.critic is not None
-        if self.single_pass():
+        if batch.logprobs is not None:
+            out = batch.logprobs
+        elif self.single_pass():
             self.model.train()
             out = token_logprobs(self.model, batch, self.live.temperature, with_entropy=True, with_hidden=need_hidden)
         else:
@@ -261,6 +271,7 @@ class Trainer:
     def greedy_baseline(self, rows: list[dict], K: int) -> torch.Tensor:
         """ReMax: the reward of the greedy completion of each prompt. Shape: (P,)."""
         ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], 1, self.device)
+        self.model.eval()
         greedy = generate(self.model, ids, attn, max_new_tokens=self.cfg.rollout.max_new_tokens, greedy=True,
                           eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id)
         r, _, _ = self.score(rows, greedy, 1)
@@ -333,9 +344,10 @@ class Trainer:
         last_logp = torch.zeros_like(old.logp)
         self.model.train()
         for _ in range(a.epochs):
-            order = torch.randperm(B, generator=self.gen) if not old.fresh else torch.arange(B)
+            # one minibatch: the whole batch, in order (its prompts stay shared); else a fresh shuffle per epoch
+            order = torch.randperm(B, generator=self.gen) if a.minibatches > 1 else torch.arange(B)
             for idx in order.to(self.device).chunk(a.minibatches):
-                mb, mask = batch.select(idx), loss_mask[idx]
+                mb, mask = (batch, loss_mask) if a.minibatches == 1 else (batch.select(idx), loss_mask[idx])
                 out = old.fresh or token_logprobs(self.model, mb, self.live.temperature,
                                                   with_entropy=a.entropy_coef > 0, with_hidden=self.critic is not None)
                 loss, info = self.policy_objective(out["logp"], old, adv, mask, idx)
@@ -424,7 +436,7 @@ class Trainer:
         grads = []
         for chunk in torch.arange(P).chunk(G):
             idx = (chunk[:, None] * K + torch.arange(K)).reshape(-1).to(self.device)
-            out = token_logprobs(self.model, batch.select(idx), self.live.temperature)
+            out = token_logprobs(self.model, batch.select(idx, k=K), self.live.temperature)
             loss, _ = losses.policy_loss(out["logp"], old.logp[idx], adv[idx], loss_mask[idx],
                                          kind="pg" if self.cfg.algorithm.policy_loss == "pg" else "clip",
                                          agg=self.cfg.algorithm.aggregation, max_len=self.cfg.rollout.max_new_tokens)
