@@ -224,12 +224,24 @@ class Policy:
     dtype: torch.dtype
     name: str = ""
     lora_targets: list[str] = field(default_factory=list)
+    _adapter_layers: list[nn.Module] | None = field(default=None, repr=False)
 
     @contextmanager
     def reference(self) -> Iterator[nn.Module]:
-        """The reference policy: the same model with the LoRA adapter disabled, no second copy."""
-        with self.model.disable_adapter():
+        """The reference policy: the same model with the LoRA adapter disabled, no second copy.
+
+        What peft's `disable_adapter()` does for LoRA, on the adapter layers found once: peft's context walks
+        every module twice per call (~4 ms a step on the tiny model)."""
+        if self._adapter_layers is None:
+            self._adapter_layers = [m for m in self.model.modules() if hasattr(m, "enable_adapters")
+                                    and hasattr(m, "lora_A")]
+        for m in self._adapter_layers:
+            m.enable_adapters(False)
+        try:
             yield self.model
+        finally:
+            for m in self._adapter_layers:
+                m.enable_adapters(True)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """The LoRA parameters."""

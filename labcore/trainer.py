@@ -150,6 +150,11 @@ class Trainer:
         if self.cfg.kl.controller == "fixed":
             self.kl_ctl.value = self.live.kl_coef
 
+    def mode(self, train: bool) -> None:
+        """model.train(train) only when it changes: each call walks every module (~9 ms a step on the tiny model)."""
+        if self.model.training != train:
+            self.model.train(train)
+
     def prompts(self, P: int) -> list[dict]:
         rows = self.task.make_prompts(self.rng, P)
         if len(rows) != P or any(not str(r.get("prompt", "")).strip() for r in rows):
@@ -161,7 +166,7 @@ class Trainer:
         """K completions per prompt. In a one-pass update the sampling loop doubles as the training forward."""
         ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], 1, self.device)
         fused = self.rollout_is_forward()
-        self.model.train(fused)
+        self.mode(train=fused)
         return generate(self.model, ids, attn, samples_per_prompt=K, max_new_tokens=self.cfg.rollout.max_new_tokens,
                         eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id, temperature=self.live.temperature,
                         top_p=self.cfg.rollout.top_p, generator=self.gen, keep_graph=fused,
@@ -242,7 +247,7 @@ class Trainer:
         if batch.logprobs is not None:
             out = batch.logprobs
         elif self.single_pass():
-            self.model.train()
+            self.mode(train=True)
             out = token_logprobs(self.model, batch, self.live.temperature, with_entropy=True, with_hidden=need_hidden)
         else:
             with torch.no_grad():
@@ -271,7 +276,7 @@ class Trainer:
     def greedy_baseline(self, rows: list[dict], K: int) -> torch.Tensor:
         """ReMax: the reward of the greedy completion of each prompt. Shape: (P,)."""
         ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], 1, self.device)
-        self.model.eval()
+        self.mode(train=False)
         greedy = generate(self.model, ids, attn, max_new_tokens=self.cfg.rollout.max_new_tokens, greedy=True,
                           eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id)
         r, _, _ = self.score(rows, greedy, 1)
@@ -342,7 +347,7 @@ class Trainer:
         a, B = self.cfg.algorithm, batch.mask.size(0)
         infos: list[dict[str, float]] = []
         last_logp = torch.zeros_like(old.logp)
-        self.model.train()
+        self.mode(train=True)
         for _ in range(a.epochs):
             # one minibatch: the whole batch, in order (its prompts stay shared); else a fresh shuffle per epoch
             order = torch.randperm(B, generator=self.gen) if a.minibatches > 1 else torch.arange(B)
@@ -375,7 +380,7 @@ class Trainer:
         backtracking line search on the real surrogate and KL. The critic takes one Adam step on its own."""
         a, mask = self.cfg.algorithm, loss_mask
         params = self.params
-        self.model.train()
+        self.mode(train=True)
 
         def forward(with_hidden=False):
             return token_logprobs(self.model, batch, self.live.temperature, with_hidden=with_hidden)
@@ -432,7 +437,7 @@ class Trainer:
         G = min(4, P)
         if G < 2:
             return None
-        self.model.train()
+        self.mode(train=True)
         grads = []
         for chunk in torch.arange(P).chunk(G):
             idx = (chunk[:, None] * K + torch.arange(K)).reshape(-1).to(self.device)
