@@ -14,9 +14,10 @@
   (4, 8, 16, 32; the length task, whose completions can run long), with the growth factor next to the linear one;
   the T sweep runs twice: as trained (completions stop at EOS) and with EOS ignored, so every completion is
   max_new_tokens long (the cost of the budget itself).
-- ui: steps per second of a run served by the RunManager with no viewer, then with 1 and 10 simulated viewers,
-  each a thread that once a second reads `store.metrics(run_id)` and rebuilds every chart with
-  `app.figures.build_figures` (its own incremental `Columns`, as a browser session has) and serialises them.
+- ui: the real app on a loopback port (`tests/ui_fixtures.running_lab`: training in the worker process, as
+  `rlhf-lab` serves it) with one default-preset run, and 0, 1, 10 or 30 tabs, each calling the timer's tick over
+  HTTP once a second as a browser tab does (`tests/ui_fixtures.Watchers`, a light client in its own process);
+  alternating windows of one run, median step time per tab count.
 
 Timings are medians over steps after a warm-up; other processes on the machine make them noisy (run it twice).
 Not a test: it measures, it asserts nothing.
@@ -32,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -248,67 +248,44 @@ def section_scaling(steps: int) -> None:
 
 # ------------------------------------------------------------------------------------------------ ui
 
-def viewer(store, run_id: str, stop: threading.Event, ticks: list[float]) -> None:
-    """One browser session: every second, read the records and rebuild and serialise every chart."""
-    try:
-        from app import figures
-    except ImportError:
-        figures = None
-    columns = figures.Columns() if figures else None
-    while not stop.is_set():
-        t = time.perf_counter()
-        records = store.metrics(run_id)
-        if figures:
-            figs = figures.build_figures([figures.RunView(run_id, "run", records, columns)])
-            json.dumps(figs)
-        ticks.append(time.perf_counter() - t)
-        stop.wait(max(0.0, 1.0 - (time.perf_counter() - t)))
-
-
-def served_rate(manager, cfg, viewers: int) -> tuple[float, float]:
-    """Steps per second of one run (after 3 warm-up steps) with `viewers` polling threads; median tick ms."""
-    run_id = manager.submit(cfg, "bench")
-    stop, ticks = threading.Event(), []
-    threads = [threading.Thread(target=viewer, args=(manager.store, run_id, stop, ticks), daemon=True)
-               for _ in range(viewers)]
-    for t in threads:
-        t.start()
-    manager.wait(run_id, timeout=900)
-    stop.set()
-    for t in threads:
-        t.join()
-    times = [r["time"] for r in manager.store.metrics(run_id)]
-    return (len(times) - 4) / (times[-1] - times[3]), med(ticks) * 1000
+def step_durations(manager, run_id: str, steps: int) -> list[float]:
+    """Durations of the run's next `steps` steps, from its own step records."""
+    first = len(manager.store.metrics(run_id))
+    while len(manager.store.metrics(run_id)) < first + steps + 1:
+        time.sleep(0.02)
+    rows = manager.store.metrics(run_id)[first:first + steps + 1]
+    return [b["time"] - a["time"] for a, b in zip(rows, rows[1:])]
 
 
 def section_ui(steps: int, repeats: int) -> None:
-    from labcore.config import apply
-    from labcore.runner import RunManager
+    """The real app (training in its worker process) with 0, 1, 10 and 30 tabs whose timers tick once a second,
+    in alternating windows of one default-preset run."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from ui_fixtures import Watchers, running_lab
 
-    try:
-        import app.figures  # noqa: F401
-        how = "reads metrics and rebuilds + serialises every chart with app.figures"
-    except ImportError:
-        how = "reads metrics only (app.figures is not importable)"
-    cfg = preset(run__steps=steps + 4)
-    manager = RunManager(tempfile.mkdtemp(prefix="rlhf-lab-perf-"))
-    manager.wait(manager.submit(apply(cfg, {"run.steps": 2}), "bench"), timeout=600)  # load the model once
-    rates, tick_ms = defaultdict(list), defaultdict(list)
-    for rep in range(repeats):
-        for v in ((0, 1, 10) if rep % 2 == 0 else (10, 1, 0)):  # alternate the order against drift
-            r, ms = served_rate(manager, cfg, v)
-            rates[v].append(r)
-            tick_ms[v].append(ms)
-    manager.shutdown()
-    head = med(rates[0])
-    print(f"## UI overhead: default preset served by the RunManager, viewers polling at 1 Hz ({how}); "
-          f"{steps} steps x {repeats} runs each, median\n")
-    print("| viewers | steps/s | min - max | change vs headless | one viewer tick (ms) |")
-    print("|---:|---:|---:|---:|---:|")
-    for v in (0, 1, 10):
-        r = med(rates[v])
-        print(f"| {v} | {r:.2f} | {min(rates[v]):.2f} - {max(rates[v]):.2f} | {(r / head - 1) * 100:+.1f}% "
-              f"| {med(tick_ms[v]) if v else float('nan'):.1f} |")
+    counts = (0, 1, 10, 30)
+    durations: dict[int, list[float]] = defaultdict(list)
+    payload: dict[int, list[int]] = defaultdict(list)
+    with running_lab(tempfile.mkdtemp(prefix="rlhf-lab-perf-")) as (manager, url, _):
+        run_id = manager.submit(preset(run__steps=1_000_000), "bench")
+        step_durations(manager, run_id, 5)  # the model loaded, the first steps done
+        for rep in range(repeats):
+            for n in (counts if rep % 2 == 0 else counts[::-1]):  # alternate the order against drift
+                tabs = Watchers(url, run_id, n) if n else None  # returns once every tab is ticking
+                durations[n] += step_durations(manager, run_id, steps)
+                if tabs:
+                    result = tabs.stop()
+                    payload[n] += [t[2] for t in result["seen"]]
+        manager.stop(run_id)
+    head = 1 / med(durations[0])
+    print(f"## UI overhead: the app serving one default-preset run, tabs ticking at 1 Hz; {repeats} windows of "
+          f"{steps} steps per row, alternating; median step time\n")
+    print("| tabs | steps/s | change vs no tab | median tick payload |")
+    print("|---:|---:|---:|---:|")
+    for n in counts:
+        r = 1 / med(durations[n])
+        size = f"{med(payload[n]) / 1024:.0f} KiB" if payload[n] else ""
+        print(f"| {n} | {r:.2f} | {(r / head - 1) * 100:+.1f}% | {size} |")
     print()
 
 

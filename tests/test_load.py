@@ -2,7 +2,8 @@
 
 Checks that every run completes in queue order, that each session sees only its own runs as its own, that
 watchers see live data, that no records are lost or mixed, and compares training throughput with 30 watchers
-polling once a second against none. The figures are printed (run with -s to see them); the README quotes them.
+polling once a second against none (alternating windows of one run). The figures are printed (run with -s to
+see them); the README quotes them.
 """
 
 import contextlib
@@ -33,20 +34,32 @@ def start(client: Client, owner: str, model: str, **over) -> str:
     return details["run_id"]
 
 
-def throughput(manager: RunManager, model: str, steps: int, during=None) -> float:
-    """Steps per second of one run (from its own step records), optionally while `during` runs."""
-    cfg = build("grpo", {"model.policy": model, "rollout.prompts_per_step": 2, "rollout.samples_per_prompt": 2,
-                         "rollout.max_new_tokens": 4, "run.steps": 10_000, "run.grad_variance": False})
-    run_id = manager.submit(cfg, owner="bench")
-    ctx = during(run_id) if during else contextlib.nullcontext()
-    with ctx:
+def step_times(manager: RunManager, run_id: str, steps: int, during=None) -> list[float]:
+    """Durations of the run's next `steps` steps (from its own step records), optionally while `during` runs."""
+    with during() if during else contextlib.nullcontext():
         first = len(manager.store.metrics(run_id))
-        while len(manager.store.metrics(run_id)) < first + steps:
-            threading.Event().wait(0.05)
-        manager.stop(run_id)
+        while len(manager.store.metrics(run_id)) < first + steps + 1:
+            threading.Event().wait(0.02)
+    rows = manager.store.metrics(run_id)[first:first + steps + 1]
+    return [b["time"] - a["time"] for a, b in zip(rows, rows[1:])]
+
+
+def interleaved_throughput(manager: RunManager, model: str, during, windows: int = 3, steps: int = 60):
+    """Steps per second of one run alone and while `during` runs, in alternating windows of `steps` steps.
+
+    Alternating windows of one run (rather than one run alone, then one watched) cancel the drift of a shared
+    machine's speed; medians ignore the odd slow step. Returns (alone, with `during`)."""
+    cfg = build("grpo", {"model.policy": model, "rollout.prompts_per_step": 2, "rollout.samples_per_prompt": 2,
+                         "rollout.max_new_tokens": 4, "run.steps": 100_000, "run.grad_variance": False})
+    run_id = manager.submit(cfg, owner="bench")
+    step_times(manager, run_id, 10)  # warm up
+    alone, watched = [], []
+    for _ in range(windows):
+        alone += step_times(manager, run_id, steps)
+        watched += step_times(manager, run_id, steps, lambda: during(run_id))
+    manager.stop(run_id)
     manager.wait(run_id, 60)
-    rows = manager.store.metrics(run_id)[first:first + steps]
-    return (len(rows) - 1) / (rows[-1]["time"] - rows[0]["time"])
+    return 1 / statistics.median(alone), 1 / statistics.median(watched)
 
 
 def test_ten_runners_and_thirty_watchers(server):
@@ -89,25 +102,26 @@ def test_ten_runners_and_thirty_watchers(server):
         _, d = c.predict(api_name="/status")
         assert d["run_id"] == run_ids[i] and d["owner"] == owners[i]
 
+    polls: dict = {"seen": [], "errors": []}
+
     @contextlib.contextmanager
     def thirty_tabs(run_id):
         crowd = Watchers(url, run_id, 30)  # returns once all 30 are ticking
         try:
             yield
         finally:
-            polls.update(crowd.stop())
+            result = crowd.stop()
+            polls["seen"] += result["seen"]
+            polls["errors"] += result["errors"]
 
-    polls: dict = {}
-    alone = throughput(manager, model, 150)
-    watched = throughput(manager, model, 150, during=thirty_tabs)
-    alone = max(alone, throughput(manager, model, 150))  # alone twice, around the watched run: noise bound
+    alone, watched = interleaved_throughput(manager, model, thirty_tabs)
     ticks = polls["seen"]
     print(f"\nload: 10 runs x {STEPS} steps done in queue order; 30 watchers polled {len(seen)} times; "
           f"throughput alone {alone:.2f} steps/s, with 30 tabs ticking {watched:.2f} steps/s "
-          f"({100 * (watched / alone - 1):+.1f} %, {len(ticks)} ticks, median payload "
-          f"{statistics.median(t[2] for t in ticks) / 1024:.0f} KiB)")
+          f"({100 * (watched / alone - 1):+.1f} %, 3 alternating windows of 60 steps each, median step times; "
+          f"{len(ticks)} ticks, median payload {statistics.median(t[2] for t in ticks) / 1024:.0f} KiB)")
     assert not polls["errors"], polls["errors"]
     assert ticks and max(t[1] for t in ticks) > 0, "tabs saw no live data"
-    # A regression guard, not the target: the issue asks for a drop under 10 %, and on 2 cores the server's
-    # per-request work shares the GIL with the training thread (measured -25 % to -40 %, see README).
+    # A regression guard, not the target (the issue asks for a drop under 10 %): on a shared 2-core machine the
+    # same measurement moves by +-15 % from run to run (README, "Many users"), too much for a timed assertion.
     assert watched > 0.5 * alone
