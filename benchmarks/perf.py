@@ -189,9 +189,10 @@ def section_phases(steps: int) -> None:
           f"median of {len(rows)} steps)\n")
     print("| phase | what | ms | share | valid completion tokens / s |")
     print("|---|---|---:|---:|---:|")
-    what = {"sample": "rollout: prompt encode + KV-cache sampling loop", "score": "decode + reward functions",
-            "evaluate": "policy forward (kept for the update) + reference forward",
-            "grad_variance": "4 prompt groups: forward + backward each",
+    what = {"sample": "rollout: prompt encode + KV-cache sampling loop (graph kept: the policy forward)",
+            "score": "decode + reward functions",
+            "evaluate": "reference forward (+ the policy's, unless the rollout kept its graph)",
+            "grad_variance": "4 prompt groups: forward + backward each (every 5th step; median 0)",
             "gradient_update": "loss, backward, clip, AdamW step", "other": "KL, advantages, metrics, logged samples"}
     for name in (*PHASES, "other"):
         ms = med([r[name] for r in rows]) * 1000

@@ -9,12 +9,19 @@ import torch
 from ui_fixtures import require_model
 
 from labcore import config as C
+from labcore import rollout as rollout_module
 from labcore.model import load_policy
 from labcore.rollout import Batch, _grouped, encode_prompts, generate, token_logprobs
 from labcore.trainer import Trainer
 
 P, K, T = 3, 4, 5
 PROMPTS = ["3 + 4 =", "12 + 19 + 1 =", "7 ="]  # different lengths: left padding in the prompt block
+
+
+@pytest.fixture(autouse=True)
+def always_share(monkeypatch):
+    """The tests' batches are small; share their prompts anyway so the shared path is the one tested."""
+    monkeypatch.setattr(rollout_module, "SHARE_MIN_TOKENS", 0)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +61,15 @@ def test_batch_shape_and_grouping(policy):
     assert torch.equal(batch.prompt_ids[::K].repeat_interleave(K, 0), batch.prompt_ids)  # prompt-major rows
     assert _grouped(batch.select(torch.tensor([0, 5, 1, 2]), k=K)) == 1  # not whole groups: not shared
     assert _grouped(batch.select(torch.arange(K, 2 * K), k=K)) == K
+
+
+def test_forward_passes_share_prompts_only_when_it_saves_enough(policy, monkeypatch):
+    batch = rollout(policy)  # 3 prompts x 4 samples: (4 - 1) * 3 * Tp prompt tokens saved by sharing
+    saved = (K - 1) * P * batch.prompt_ids.size(1)
+    monkeypatch.setattr(rollout_module, "SHARE_MIN_TOKENS", saved)
+    assert _grouped(batch) == K
+    monkeypatch.setattr(rollout_module, "SHARE_MIN_TOKENS", saved + 1)
+    assert _grouped(batch) == 1
 
 
 def test_shared_prompt_forward_equals_the_full_forward(policy):
