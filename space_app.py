@@ -10,6 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from app.cli import _tick_budget  # noqa: E402
 from app.main import launch  # noqa: E402
 
 if __name__ == "__main__":
@@ -17,4 +18,5 @@ if __name__ == "__main__":
     launch(runs_dir=os.environ.get("RLHF_LAB_RUNS", "runs"),
            host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
            port=int(os.environ.get("PORT") or os.environ.get("GRADIO_SERVER_PORT") or 7860),
-           shared=os.environ.get("RLHF_LAB_SHARED", "1").lower() in ("1", "true", "yes", "on"))
+           shared=os.environ.get("RLHF_LAB_SHARED", "1").lower() in ("1", "true", "yes", "on"),
+           tick_budget=_tick_budget(os.environ.get("RLHF_LAB_TICK_BUDGET", "12")))

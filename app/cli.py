@@ -1,6 +1,6 @@
 """The `rlhf-lab` console script: serve the lab, or run the headless commands of `labcore.cli`.
 
-    rlhf-lab [serve] [--host H] [--port P] [--share] [--runs-dir DIR] [--shared]
+    rlhf-lab [serve] [--host H] [--port P] [--share] [--runs-dir DIR] [--shared] [--tick-budget N]
     rlhf-lab run PRESET_OR_TOML [--set section.key=value ...]
     rlhf-lab presets
     rlhf-lab pretrain [...]
@@ -23,6 +23,17 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _tick_budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"--tick-budget must be a number of ticks per second > 0, got {text!r} "
+                                         "(default 12; RLHF_LAB_TICK_BUDGET sets it too)")
+    return value
+
+
 def add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
@@ -34,6 +45,10 @@ def add_serve_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shared", action="store_true", default=_truthy(os.environ.get("RLHF_LAB_SHARED")),
                    help="workshop/Space mode: cap runs and list only each visitor's own and published runs "
                         "(also RLHF_LAB_SHARED=1)")
+    p.add_argument("--tick-budget", type=_tick_budget, default=os.environ.get("RLHF_LAB_TICK_BUDGET", "12"),
+                   help="chart refreshes per second the server serves in all (default 12: up to 12 open tabs "
+                        "refresh every second; with more, each refreshes less often so training keeps its "
+                        "speed; also RLHF_LAB_TICK_BUDGET)")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -41,7 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     print(f"rlhf-lab: serving on http://{args.host}:{args.port} (runs in {args.runs_dir}"
           f"{', shared mode' if args.shared else ''})")
-    launch(runs_dir=args.runs_dir, host=args.host, port=args.port, share=args.share, shared=args.shared)
+    launch(runs_dir=args.runs_dir, host=args.host, port=args.port, share=args.share, shared=args.shared,
+           tick_budget=args.tick_budget)
     return 0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import html
+import math
 import tempfile
 import threading
 import time
@@ -113,11 +114,55 @@ class SharedBuilds:
         return version, value
 
 
+class TickPacer:
+    """Keeps the server's polling work bounded when a room is watching: the tick interval every tab should use.
+
+    Each open, visible tab's timer calls the server once per interval, and a tick costs the server 10-25 ms of
+    CPU next to a training process that wants a whole core (on 2 cores, 30 tabs at 1 s measured anywhere from 0
+    to -34 % training throughput: benchmarks/README.md). With `n` tabs that ticked in the last `window` seconds,
+    the interval is n / `budget` seconds, at least `fastest` and at most `slowest`, in half-second steps (so it
+    changes rarely): up to 12 tabs tick every second, 30 every 2.5 s. `window` must exceed `slowest`, or slow
+    tabs would drop out of the count. Hidden tabs do not tick (Gradio's timer runs only while the page is
+    visible), so they do not count.
+    """
+
+    def __init__(self, budget: float = 12.0, window: float = 6.0, fastest: float = 1.0, slowest: float = 4.0):
+        if budget <= 0:
+            raise ValueError(f"tick budget must be > 0 ticks per second, got {budget}")
+        if window <= slowest:
+            raise ValueError(f"window ({window} s) must be longer than the slowest interval ({slowest} s)")
+        self.budget, self.window, self.fastest, self.slowest = budget, window, fastest, slowest
+        self._seen: dict[str, float] = {}  # session -> its last tick
+        self._sent: dict[str, float] = {}  # session -> the interval its timer was last given
+        self._lock = threading.Lock()
+
+    def interval(self, session: str, now: float | None = None) -> float:
+        """Note a tick of `session`; the interval every tab should tick at now."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._seen[session] = now
+            if min(self._seen.values()) < now - self.window:
+                self._seen = {k: t for k, t in self._seen.items() if t >= now - self.window}
+                self._sent = {k: v for k, v in self._sent.items() if k in self._seen}
+            n = len(self._seen)
+        return min(self.slowest, max(self.fastest, math.ceil(2 * n / self.budget) / 2))
+
+    def update(self, session: str, now: float | None = None) -> float | None:
+        """Note a tick; the interval to give this session's timer, or None when it already ticks at it."""
+        every = self.interval(session, now)
+        with self._lock:
+            if self._sent.get(session, self.fastest) == every:
+                return None
+            self._sent[session] = every
+        return every
+
+
 class Lab:
     """The lab's actions for one server: start, pause, step, stop, watch, compare, export."""
 
-    def __init__(self, manager: RunManager, shared: bool = False):
+    def __init__(self, manager: RunManager, shared: bool = False, tick_budget: float = 12.0):
         self.manager, self.store, self.shared = manager, manager.store, shared
+        self.pacer = TickPacer(tick_budget)
         self._labels: dict[str, str] = {}
         self._columns: dict[str, figures.Columns] = {}  # per run, read incrementally tick after tick
         self._charts = SharedBuilds()

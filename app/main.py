@@ -84,10 +84,11 @@ def _html(value: str = "", css: str = "", **kw: Any) -> gr.HTML:
     return gr.HTML(value, css_template=css, js_on_load=None, **kw)
 
 
-def build_demo(manager: RunManager, shared: bool = False) -> gr.Blocks:
-    """The lab for `manager`'s runs. `shared`: list only a session's own and published runs."""
+def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 12.0) -> gr.Blocks:
+    """The lab for `manager`'s runs. `shared`: list only a session's own and published runs. `tick_budget`:
+    timer ticks per second the server aims to serve in all; tabs tick more slowly beyond it (`TickPacer`)."""
     gr.set_static_paths([str(charts.PLOTLY_JS)])
-    lab = Lab(manager, shared)
+    lab = Lab(manager, shared, tick_budget)
     presets = C.list_presets()
     first = "grpo" if "grpo" in presets else next(iter(presets), None)
     start_cfg = C.load_preset(first) if first else C.build("grpo")
@@ -194,11 +195,15 @@ def build_demo(manager: RunManager, shared: bool = False) -> gr.Blocks:
             return {watch: gr.Dropdown(choices=choices, value=run_id if run_id else None),
                     compare: gr.Dropdown(choices=[c for c in choices if c[1] != run_id])}
 
-        def view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig, force=False):
+        def view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig, force=False,
+                 request: gr.Request = None):
             """One tick: redraw what changed since `sig`; gr.skip() for the rest (for all, if nothing did)."""
             st = lab.status(run_id)
             out: dict[Any, Any] = {}
             new = dict(sig or {})
+            every = lab.pacer.update(request.session_hash) if request is not None and request.session_hash else None
+            if every is not None:  # a timer tick in a room that grew or shrank: tick at the new pace
+                out[timer] = gr.update(value=every)
             chart_sig, payload = lab.charts_payload(run_id, compare_ids, smooth, x)
             chart_sig = json.loads(json.dumps(chart_sig))  # as the session's state stores it
             if force or chart_sig != new.get("charts"):
@@ -225,7 +230,7 @@ def build_demo(manager: RunManager, shared: bool = False) -> gr.Blocks:
                     out[sample_step] = gr.update(**span)
                 new["samples"] = samples_sig
             if not st or st.get("state") not in ACTIVE:
-                out[timer] = gr.update(active=False)
+                out[timer] = gr.update(active=False, **({"value": every} if every is not None else {}))
             if out:
                 out[sig_state] = new
             return tuple(out.get(c, gr.skip()) for c in view_outputs)
@@ -409,11 +414,12 @@ def build_demo(manager: RunManager, shared: bool = False) -> gr.Blocks:
 
 
 def launch(runs_dir: str = "runs", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           shared: bool = False, manager: RunManager | None = None, **kwargs: Any):
-    """Serve the lab. `shared`: a workshop or Space (caps from SharedLimits, runs listed per session)."""
+           shared: bool = False, manager: RunManager | None = None, tick_budget: float = 12.0, **kwargs: Any):
+    """Serve the lab. `shared`: a workshop or Space (caps from SharedLimits, runs listed per session).
+    `tick_budget`: timer ticks per second served in all before tabs tick more slowly (see `TickPacer`)."""
     manager = manager or RunManager(runs_dir, limits=SharedLimits() if shared else None, isolation="process")
     manager.warm_up("tiny")  # load the built-in model while the page opens: the first Start steps at once
-    demo = build_demo(manager, shared=shared)
+    demo = build_demo(manager, shared=shared, tick_budget=tick_budget)
     return demo.launch(server_name=host, server_port=port, share=share, **launch_options(manager), **kwargs)
 
 

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 from gradio_client import Client
-from ui_fixtures import running_lab
+from ui_fixtures import Watchers, running_lab
 
 from app.lab import Lab, status_html
 from labcore import config as C
@@ -120,3 +120,19 @@ def test_status_line_reads_like_the_playground():
     failed = status_html({**run, "state": "failed", "step": 2, "message": "the reward became nan"})
     assert "Failed" in failed and "the reward became nan" in failed
     assert "Ready" in status_html(None)
+
+
+def test_tabs_tick_more_slowly_when_a_crowd_watches(tmp_path):
+    """With a budget of 2 ticks a second, 6 watching tabs are told to tick every 3 s; their ticks slow down."""
+    with running_lab(tmp_path, tick_budget=2.0) as (manager, url, model):
+        cfg = C.build("grpo", {"model.policy": model, "rollout.prompts_per_step": 2, "rollout.samples_per_prompt": 2,
+                               "rollout.max_new_tokens": 4, "run.steps": 100_000})
+        run_id = manager.submit(cfg, owner="someone")
+        tabs = Watchers(url, run_id, 6)
+        time.sleep(7)
+        result = tabs.stop()
+        manager.stop(run_id)
+    assert not result["errors"], result["errors"]
+    intervals = [t[3] for t in result["seen"]]
+    assert intervals[0] == 1.0 and max(intervals) == 3.0  # 6 tabs / 2 per second, in half-second steps
+    assert len(intervals) <= 6 * 4, "each tab ticked about every 3 s after the first second, not every second"

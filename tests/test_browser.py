@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from ui_fixtures import free_port, require_model
+from ui_fixtures import free_port, require_model, running_lab
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -136,3 +136,31 @@ def test_link_restores_settings_and_bad_settings_show_problems(served, page):
     page.wait_for_function("() => document.querySelector('#rl-checks')?.innerText.includes('clip_low')")
     page.screenshot(path=str(SHOTS / "lab-problems.png"))
     assert page.errors == []
+
+
+def test_the_timer_follows_the_server_pace(tmp_path, page):
+    """With a budget of 0.5 ticks a second, one tab is told to tick every 2 s, and the browser's timer does."""
+    with running_lab(tmp_path, tick_budget=0.5) as (manager, url, _):
+        page.goto(url)
+        page.wait_for_function("() => document.querySelectorAll('.rl-chart .main-svg').length >= 9",
+                               timeout=30_000)
+        set_number(page, "run.steps", 5000)
+        page.locator("#rl-start").click()
+        page.wait_for_function("() => /Running/.test(document.querySelector('#rl-status').innerText)",
+                               timeout=60_000)
+        page.wait_for_timeout(3000)  # the first tick carries the new pace
+        tick = page.evaluate("() => window.gradio_config.dependencies.find(d => d.api_name === 'tick').id")
+        ticks: list[float] = []
+
+        def on_request(request):  # the timer's tick: a predict call with the tick event's fn_index
+            if request.url.endswith("/gradio_api/run/predict") and \
+                    f'"fn_index":{tick},' in (request.post_data or "").replace(" ", ""):
+                ticks.append(time.monotonic())
+
+        page.on("request", on_request)
+        page.wait_for_timeout(10_000)  # (Playwright delivers events while it waits)
+        page.remove_listener("request", on_request)
+        page.locator("#rl-stop").click()
+        manager.wait(manager.runs()[-1]["run_id"], 60)
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert 3 <= len(ticks) <= 7 and min(gaps) > 1.4, gaps  # every ~2 s, not every second

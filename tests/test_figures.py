@@ -162,6 +162,30 @@ def test_one_columns_shared_by_tabs_ticking_on_many_threads_stays_consistent():
     assert steps == list(range(1, 1001)) and ys == [s / 7 for s in range(1, 1001)]  # no duplicates, none lost
 
 
+def test_tick_pacer_slows_every_tab_as_the_room_grows_and_recovers():
+    from app.lab import TickPacer
+
+    pacer = TickPacer(budget=12, window=6, slowest=4)
+    assert [pacer.interval(f"tab{i}", now=0.0) for i in range(12)][-1] == 1.0  # 12 tabs: every second
+    assert pacer.interval("tab12", now=0.1) == 1.5                            # 13 / 12 -> 1.5 s (half steps)
+    for i in range(13, 30):
+        pacer.interval(f"tab{i}", now=0.2)
+    assert pacer.interval("tab0", now=1.0) == 2.5                             # 30 tabs: every 2.5 s
+    for i in range(100):
+        pacer.interval(f"more{i}", now=2.0)
+    assert pacer.interval("tab0", now=2.0) == 4.0                             # never slower than `slowest`
+    assert pacer.interval("tab0", now=9.0) == 1.0                             # the others left: back to 1 s
+    # `update` gives a tab its interval once, and again only when it changes
+    pacer = TickPacer(budget=1, window=6, slowest=4)
+    assert pacer.update("a", now=0.0) is None                                 # 1 tab: 1 s, the timer's own
+    assert pacer.update("b", now=0.1) == 2.0 and pacer.update("b", now=2.1) is None
+    assert pacer.update("a", now=2.2) == 2.0
+    with pytest.raises(ValueError, match="budget"):
+        TickPacer(budget=0)
+    with pytest.raises(ValueError, match="window"):
+        TickPacer(window=3, slowest=4)
+
+
 # ------------------------------------------------------------------------------------------------ samples
 
 

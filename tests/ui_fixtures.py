@@ -44,14 +44,19 @@ def watch(i):
     except Exception as e:
         errors.append(repr(e))
     ready.wait()
-    while not stop.is_set():  # what a tab's timer does: one tick a second
+    every = 1.0
+    while not stop.is_set():  # what a tab's timer does: a tick every `every` seconds, as the server paces it
         try:
             out, size = post(conn, "tick", ["", None, [], 0.6, "step", "advantage", True, 1, None], session)
             details = out[-1] if isinstance(out[-1], dict) and "records" in out[-1] else None
-            seen.append([run_id, details["records"] if details else -1, size])
+            seen.append([run_id, details["records"] if details else -1, size, every])
+            for o in out:  # the timer's update: {"__type__": "update", "value": seconds[, "active": ...]}
+                if isinstance(o, dict) and o.get("__type__") == "update" and set(o) <= {"__type__", "value", "active"} \
+                        and isinstance(o.get("value"), (int, float)) and not isinstance(o.get("value"), bool):
+                    every = float(o["value"])
         except Exception as e:
             errors.append(repr(e))
-        stop.wait(1.0)
+        stop.wait(every)
 threads = [threading.Thread(target=watch, args=(i,)) for i in range(n)]
 for t in threads:
     t.start()
@@ -66,8 +71,9 @@ print(json.dumps({"seen": seen, "errors": errors[:5]}), flush=True)
 
 
 class Watchers:
-    """N tabs in another process: each opens a run (/watch), then calls the tab's own timer tick once a second
-    over plain HTTP (a light client, so the measurement is the server's cost, not the test harness's)."""
+    """N tabs in another process: each opens a run (/watch), then calls the tab's own timer tick over plain HTTP
+    once a second, or as often as the server's timer update says (a light client, so the measurement is the
+    server's cost, not the test harness's). Each tick is recorded as [run id, records, payload bytes, interval]."""
 
     def __init__(self, url: str, run_id: str, n: int):
         import subprocess
@@ -85,14 +91,14 @@ class Watchers:
 
 
 @contextlib.contextmanager
-def running_lab(runs_dir, shared: bool = False):
+def running_lab(runs_dir, shared: bool = False, tick_budget: float = 12.0):
     """A real lab server on a free loopback port: yields (manager, url, model name); closes everything after."""
     from app.main import build_demo
     from labcore.runner import RunManager, SharedLimits
 
     model = require_model()
     manager = RunManager(runs_dir, limits=SharedLimits() if shared else None, isolation="process")
-    demo = build_demo(manager, shared=shared)
+    demo = build_demo(manager, shared=shared, tick_budget=tick_budget)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=free_port())
     try:
         yield manager, url, model
