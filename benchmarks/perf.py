@@ -267,6 +267,7 @@ def section_ui(steps: int, repeats: int) -> None:
     counts = (0, 1, 10, 30)
     durations: dict[int, list[float]] = defaultdict(list)
     payload: dict[int, list[int]] = defaultdict(list)
+    every: dict[int, list[float]] = defaultdict(list)
     with running_lab(tempfile.mkdtemp(prefix="rlhf-lab-perf-")) as (manager, url, _):
         run_id = manager.submit(preset(run__steps=1_000_000), "bench")
         step_durations(manager, run_id, 5)  # the model loaded, the first steps done
@@ -277,16 +278,18 @@ def section_ui(steps: int, repeats: int) -> None:
                 if tabs:
                     result = tabs.stop()
                     payload[n] += [t[2] for t in result["seen"]]
+                    every[n] += [t[3] for t in result["seen"]]
         manager.stop(run_id)
     head = 1 / med(durations[0])
     print(f"## UI overhead: the app serving one default-preset run, tabs ticking at 1 Hz; {repeats} windows of "
           f"{steps} steps per row, alternating; median step time\n")
-    print("| tabs | steps/s | change vs no tab | median tick payload |")
-    print("|---:|---:|---:|---:|")
+    print("| tabs | steps/s | change vs no tab | median tick payload | median tick interval (server-paced) |")
+    print("|---:|---:|---:|---:|---:|")
     for n in counts:
         r = 1 / med(durations[n])
         size = f"{med(payload[n]) / 1024:.0f} KiB" if payload[n] else ""
-        print(f"| {n} | {r:.2f} | {(r / head - 1) * 100:+.1f}% | {size} |")
+        pace = f"{med(every[n]):.1f} s" if every[n] else ""
+        print(f"| {n} | {r:.2f} | {(r / head - 1) * 100:+.1f}% | {size} | {pace} |")
     print()
 
 
