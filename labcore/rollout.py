@@ -12,7 +12,9 @@ Two ways to do less work, both exact (tests/test_rollout.py checks them against 
   their second model call (`SHARE_MIN_TOKENS`).
 - A rollout that is also the training forward. With `keep_graph=True` the sampling loop runs with autograd on
   and keeps the log-probs it sampled from (`batch.logprobs`, the dict `token_logprobs` returns): a one-pass
-  on-policy update back-propagates through them instead of running the same forward a second time.
+  on-policy update back-propagates through them instead of running the same forward a second time. Its graph
+  keeps each step's keys and values, which grows with T^2, so the trainer asks for it only while that stays
+  small (`labcore.trainer.rollout_graph_fits`).
 
 Shapes: P prompts, K samples per prompt, B = P*K rows ordered prompt-major (row b belongs to prompt b // K),
 Tp prompt tokens (left-padded), T completion tokens (right-padded; `mask` is 1.0 on valid tokens, EOS included).

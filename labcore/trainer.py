@@ -62,6 +62,26 @@ class Live:
     temperature: float
 
 
+ROLLOUT_GRAPH_BYTES = 256 * 2**20  # the keys and values a rollout's graph may keep (see rollout_is_forward)
+
+
+def kv_bytes_per_token(config, dtype: torch.dtype) -> int | None:
+    """Bytes of keys and values one token leaves in the KV cache, from a Hugging Face config (None if unknown)."""
+    try:
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return 2 * config.num_hidden_layers * heads * head_dim * torch.finfo(dtype).bits // 8
+    except (AttributeError, TypeError):
+        return None
+
+
+def rollout_graph_fits(config, dtype: torch.dtype, rows: int, prompt_len: int, new_tokens: int) -> bool:
+    """Whether the keys and values a sampling loop's graph keeps (every step saves the cache it attended to:
+    rows * (T*Tp + T^2/2) token states) stay under ROLLOUT_GRAPH_BYTES."""
+    per_token, T = kv_bytes_per_token(config, dtype), new_tokens
+    return per_token is not None and rows * (T * prompt_len + T * T / 2) * per_token <= ROLLOUT_GRAPH_BYTES
+
+
 @dataclass
 class Old:
     """What the policy, reference and critic said about the sampled batch before the update (no gradients)."""
@@ -165,7 +185,7 @@ class Trainer:
     def sample(self, rows: list[dict], K: int) -> Batch:
         """K completions per prompt. In a one-pass update the sampling loop doubles as the training forward."""
         ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], 1, self.device)
-        fused = self.rollout_is_forward()
+        fused = self.rollout_is_forward(rows=len(rows) * K, prompt_len=ids.size(1))
         self.mode(train=fused)
         return generate(self.model, ids, attn, samples_per_prompt=K, max_new_tokens=self.cfg.rollout.max_new_tokens,
                         eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id, temperature=self.live.temperature,
@@ -233,10 +253,16 @@ class Trainer:
         a = self.cfg.algorithm
         return a.update == "gradient" and a.epochs * a.minibatches == 1
 
-    def rollout_is_forward(self) -> bool:
+    def rollout_is_forward(self, rows: int, prompt_len: int) -> bool:
         """One pass, and no dropout to tell training from sampling: the rollout's own forward (graph kept) is the
-        training forward, exactly (tests/test_rollout.py), and the step skips running it again."""
-        return self.single_pass() and self.cfg.model.lora_dropout == 0
+        training forward, exactly (tests/test_rollout.py), and the step skips running it again.
+
+        But that graph keeps every decoding step's keys and values: about rows * (T*Tp + T^2/2) cached token
+        states per layer, against rows * (Tp + T) for one forward pass. So it is used only while that stays under
+        ROLLOUT_GRAPH_BYTES: always for the built-in model, not for long completions of a real one."""
+        return (self.single_pass() and self.cfg.model.lora_dropout == 0 and
+                rollout_graph_fits(self.model.config, self.policy.dtype, rows, prompt_len,
+                                   self.cfg.rollout.max_new_tokens))
 
     def evaluate(self, batch: Batch) -> Old:
         """Old and reference log-probs, entropy and values. With one pass of one minibatch the old policy IS the

@@ -12,7 +12,7 @@ from labcore import config as C
 from labcore import rollout as rollout_module
 from labcore.model import load_policy
 from labcore.rollout import Batch, _grouped, encode_prompts, generate, token_logprobs
-from labcore.trainer import Trainer
+from labcore.trainer import Trainer, kv_bytes_per_token, rollout_graph_fits
 
 P, K, T = 3, 4, 5
 PROMPTS = ["3 + 4 =", "12 + 19 + 1 =", "7 ="]  # different lengths: left padding in the prompt block
@@ -123,7 +123,7 @@ def test_a_step_with_the_rollout_graph_equals_a_step_with_a_second_forward(recip
                            "rollout.max_new_tokens": 5, "run.grad_variance": False})
 
     def step(fused: bool):
-        monkeypatch.setattr(Trainer, "rollout_is_forward", lambda self: fused)
+        monkeypatch.setattr(Trainer, "rollout_is_forward", lambda self, rows, prompt_len: fused)
         trainer = Trainer(cfg)
         result = trainer.train_step()
         return result.metrics, [p.detach().clone() for p in trainer.params]
@@ -134,3 +134,21 @@ def test_a_step_with_the_rollout_graph_equals_a_step_with_a_second_forward(recip
             assert m_fused[key] == pytest.approx(m_plain[key], rel=1e-4, abs=1e-6), key
     for a, b in zip(p_fused, p_plain):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_the_rollout_keeps_its_graph_only_while_its_keys_and_values_stay_small():
+    """The graph of a sampling loop grows with T^2; long completions of a real model take the plain forward."""
+    require_model()
+    trainer = Trainer(C.build("grpo", {"run.grad_variance": False}))
+    assert kv_bytes_per_token(trainer.model.config, torch.float32) == 2 * 4 * 4 * 32 * 4  # the built-in Llama
+    assert trainer.rollout_is_forward(rows=32, prompt_len=6)                   # the default step: ~7 MB
+    assert not Trainer(C.build("ppo")).rollout_is_forward(rows=32, prompt_len=6)   # epochs x minibatches > 1
+
+    class Qwen05B:  # Qwen2.5-0.5B's shape: 24 layers, 2 key-value heads of 64
+        num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim, hidden_size = 24, 14, 2, 64, 896
+
+    assert kv_bytes_per_token(Qwen05B, torch.bfloat16) == 12_288
+    assert rollout_graph_fits(Qwen05B, torch.bfloat16, rows=32, prompt_len=50, new_tokens=8)        # 170 MB
+    assert not rollout_graph_fits(Qwen05B, torch.bfloat16, rows=32, prompt_len=50, new_tokens=16)   # 365 MB
+    assert not rollout_graph_fits(Qwen05B, torch.bfloat16, rows=32, prompt_len=50, new_tokens=128)  # 5.8 GB
+    assert not rollout_graph_fits(object(), torch.float32, rows=1, prompt_len=1, new_tokens=1)      # unknown shape
