@@ -249,20 +249,11 @@ def section_scaling(steps: int) -> None:
 
 # ------------------------------------------------------------------------------------------------ ui
 
-def step_durations(manager, run_id: str, steps: int) -> list[float]:
-    """Durations of the run's next `steps` steps, from its own step records."""
-    first = len(manager.store.metrics(run_id))
-    while len(manager.store.metrics(run_id)) < first + steps + 1:
-        time.sleep(0.02)
-    rows = manager.store.metrics(run_id)[first:first + steps + 1]
-    return [b["time"] - a["time"] for a, b in zip(rows, rows[1:])]
-
-
 def section_ui(steps: int, repeats: int) -> None:
     """The real app (training in its worker process) with 0, 1, 10 and 30 tabs whose timers tick once a second,
     in alternating windows of one default-preset run."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from ui_fixtures import Watchers, running_lab
+    from ui_fixtures import Watchers, running_lab, step_durations
 
     counts = (0, 1, 10, 30)
     durations: dict[int, list[float]] = defaultdict(list)
@@ -281,7 +272,7 @@ def section_ui(steps: int, repeats: int) -> None:
                     every[n] += [t[3] for t in result["seen"]]
         manager.stop(run_id)
     head = 1 / med(durations[0])
-    print(f"## UI overhead: the app serving one default-preset run, tabs ticking at 1 Hz; {repeats} windows of "
+    print(f"## UI overhead: the app serving one default-preset run, tabs ticking as the server paces them; {repeats} windows of "
           f"{steps} steps per row, alternating; median step time\n")
     print("| tabs | steps/s | change vs no tab | median tick payload | median tick interval (server-paced) |")
     print("|---:|---:|---:|---:|---:|")

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 from gradio_client import Client
-from ui_fixtures import Watchers, running_lab
+from ui_fixtures import Watchers, running_lab, step_durations
 
 from labcore.config import build
 from labcore.runner import RunManager
@@ -34,16 +34,6 @@ def start(client: Client, owner: str, model: str, **over) -> str:
     return details["run_id"]
 
 
-def step_times(manager: RunManager, run_id: str, steps: int, during=None) -> list[float]:
-    """Durations of the run's next `steps` steps (from its own step records), optionally while `during` runs."""
-    with during() if during else contextlib.nullcontext():
-        first = len(manager.store.metrics(run_id))
-        while len(manager.store.metrics(run_id)) < first + steps + 1:
-            threading.Event().wait(0.02)
-    rows = manager.store.metrics(run_id)[first:first + steps + 1]
-    return [b["time"] - a["time"] for a, b in zip(rows, rows[1:])]
-
-
 def interleaved_throughput(manager: RunManager, model: str, during, windows: int = 3, steps: int = 60):
     """Steps per second of one run alone and while `during` runs, in alternating windows of `steps` steps.
 
@@ -52,11 +42,12 @@ def interleaved_throughput(manager: RunManager, model: str, during, windows: int
     cfg = build("grpo", {"model.policy": model, "rollout.prompts_per_step": 2, "rollout.samples_per_prompt": 2,
                          "rollout.max_new_tokens": 4, "run.steps": 100_000, "run.grad_variance": False})
     run_id = manager.submit(cfg, owner="bench")
-    step_times(manager, run_id, 10)  # warm up
+    step_durations(manager, run_id, 10)  # warm up
     alone, watched = [], []
     for _ in range(windows):
-        alone += step_times(manager, run_id, steps)
-        watched += step_times(manager, run_id, steps, lambda: during(run_id))
+        alone += step_durations(manager, run_id, steps)
+        with during(run_id):
+            watched += step_durations(manager, run_id, steps)
     manager.stop(run_id)
     manager.wait(run_id, 60)
     return 1 / statistics.median(alone), 1 / statistics.median(watched)

@@ -90,6 +90,17 @@ class Watchers:
         return json.loads(out.strip().splitlines()[-1])
 
 
+def step_durations(manager, run_id: str, steps: int) -> list[float]:
+    """Durations of a run's next `steps` steps, from its own step records (waits for them)."""
+    import time
+
+    first = len(manager.store.metrics(run_id))
+    while len(manager.store.metrics(run_id)) < first + steps + 1:
+        time.sleep(0.02)
+    rows = manager.store.metrics(run_id)[first:first + steps + 1]
+    return [b["time"] - a["time"] for a, b in zip(rows, rows[1:])]
+
+
 @contextlib.contextmanager
 def running_lab(runs_dir, shared: bool = False, tick_budget: float = 12.0):
     """A real lab server on a free loopback port: yields (manager, url, model name); closes everything after."""
