@@ -143,6 +143,10 @@ class FastDecoder:
     (a KVCache when use_cache) and `.hidden_states` (a 1-tuple: the last layer's normalised states, (B, L, H),
     which is transformers' `hidden_states[-1]`)."""
 
+    # labcore.rollout shares a prompt across its samples in a forward pass when that saves this many prompt
+    # tokens: a second call here costs about what 60 tokens do (measured: even at 60 saved, 25 % faster at 120).
+    share_min_tokens = 64
+
     def __init__(self, model: nn.Module, lm: nn.Module, layers: list[Layer], adapters: list[nn.Module]):
         cfg = lm.config
         self.model, self.layers, self.adapters = model, layers, adapters

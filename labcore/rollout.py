@@ -168,17 +168,20 @@ def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
     return batch
 
 
-# Sharing the prompt in a forward pass costs a second model call (prompt, then completion). On a CPU that call
-# costs about as much as ~100 tokens of the built-in model, and at its default batch (8 prompts x 4 samples,
-# 5-token prompts: 120 tokens saved) sharing measured even or 40 % slower. So passes share only when they save
-# at least this many prompt tokens (long chat prompts, many samples). Generation always shares: one call either way.
+# Sharing the prompt in a forward pass costs a second model call (prompt, then completion). Through transformers
+# that call costs about as much as ~100 tokens of the built-in model, and at its default batch (8 prompts x 4
+# samples, 5-token prompts: 120 tokens saved) sharing measured even or 40 % slower. So passes share only when they
+# save at least this many prompt tokens (long chat prompts, many samples). A model callable may set its own
+# `share_min_tokens`: labcore.fastpath's calls are cheap enough to share from 64. Generation always shares.
 SHARE_MIN_TOKENS = 1024
 
 
-def _grouped(batch: Batch) -> int:
-    """batch.k if the rows come in groups of k identical prompts and sharing them saves enough; else 1."""
+def _grouped(batch: Batch, min_tokens: int | None = None) -> int:
+    """batch.k if the rows come in groups of k identical prompts and sharing them saves at least `min_tokens`
+    (default SHARE_MIN_TOKENS) prompt tokens; else 1."""
     k, ids = batch.k, batch.prompt_ids
-    if k <= 1 or ids.size(0) % k or (k - 1) * (ids.size(0) // k) * ids.size(1) < SHARE_MIN_TOKENS:
+    need = SHARE_MIN_TOKENS if min_tokens is None else min_tokens
+    if k <= 1 or ids.size(0) % k or (k - 1) * (ids.size(0) // k) * ids.size(1) < need:
         return 1
     return k if torch.equal(ids.view(-1, k, ids.size(1)), ids[::k, None].expand(-1, k, -1)) else 1
 
@@ -192,7 +195,7 @@ def token_logprobs(model, batch: Batch, temperature: float = 1.0, *, with_entrop
     """
     Tp, T = batch.prompt_ids.size(1), batch.completion_ids.size(1)
     attn = batch.attention_mask
-    k = _grouped(batch)
+    k = _grouped(batch, getattr(model, "share_min_tokens", None))
     if k == 1:
         out = model(input_ids=batch.input_ids, attention_mask=attn, position_ids=_positions(attn),
                     output_hidden_states=with_hidden, use_cache=False)

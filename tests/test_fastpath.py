@@ -18,7 +18,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen2
 import labcore.fastpath as fp
 from labcore.config import build
 from labcore.model import load_policy
-from labcore.rollout import _positions, generate
+from labcore.rollout import Batch, _grouped, _positions, encode_prompts, generate, token_logprobs
 from labcore.trainer import Trainer
 
 SMALL = dict(vocab_size=61, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
@@ -151,7 +151,7 @@ def test_a_partly_disabled_adapter_is_refused():
 def test_the_trainer_runs_through_it_and_takes_the_same_steps():
     """The Trainer picks the fast path for the built-in model; the same seed through transformers gives the
     same sampled completions and the same rewards, and losses equal to rounding."""
-    cfg = build("grpo", {"run.grad_variance": False, "rollout.prompts_per_step": 4})
+    cfg = build("grpo", {"run.grad_variance": False})  # 8 prompts x 4: the reference pass shares the prompts
     fast, slow = Trainer(cfg), Trainer(cfg)
     assert isinstance(fast.lm, fp.FastDecoder) and fast.fast_why == ""
     slow.lm = slow.model
@@ -175,3 +175,27 @@ def test_generate_samples_the_same_tokens_either_way():
     out = [generate(lm, ids, attn, samples_per_prompt=3, max_new_tokens=5, eos_id=3, pad_id=0,
                     generator=torch.Generator().manual_seed(0)) for lm in (policy.model, fast)]
     assert torch.equal(out[0].completion_ids, out[1].completion_ids)
+
+
+def test_token_logprobs_shares_prompts_from_fewer_tokens_and_gives_the_same_values():
+    """Through the fast path a second call is cheap, so the forward pass shares prompts from 64 saved tokens
+    (transformers: 1024); shared and unshared agree, gradients included."""
+    policy = load_policy("tiny", device="cpu")
+    fast, _ = fp.fast_decoder(policy.model)
+    ids, attn = encode_prompts(policy.tokenizer, ["3 + 4 =", "12 + 19 + 1 =", "7 =", "5 + 5 ="], 1, policy.device)
+    batch = generate(fast, ids, attn, samples_per_prompt=4, max_new_tokens=5, eos_id=3, pad_id=0,
+                     temperature=1.5, generator=torch.Generator().manual_seed(0))
+    plain = Batch(batch.prompt_ids, batch.prompt_mask, batch.completion_ids, batch.mask, batch.eos, k=1)
+    assert _grouped(batch, fast.share_min_tokens) == 4 and _grouped(batch) == 1
+    params = policy.trainable_parameters()
+    results = []
+    for b in (batch, plain):
+        out = token_logprobs(fast, b, 1.5, with_entropy=True, with_hidden=True)
+        grads = torch.autograd.grad((out["logp"] * b.mask).sum(), params)
+        results.append((out, grads))
+    (shared, g1), (full, g2) = results
+    m = batch.mask.bool()
+    for key in ("logp", "entropy", "hidden"):
+        torch.testing.assert_close(shared[key][m], full[key][m], atol=1e-5, rtol=1e-5)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -132,8 +132,9 @@ def test_a_step_with_the_rollout_graph_equals_a_step_with_a_second_forward(recip
     for key in ("reward/mean", "kl/mean", "entropy/mean", "loss/policy", "grad/norm", "len/mean"):
         if key in m_plain:
             assert m_fused[key] == pytest.approx(m_plain[key], rel=1e-4, abs=1e-6), key
-    for a, b in zip(p_fused, p_plain):
-        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+    # Adam's first update is about lr * sign(g): where g is ~1e-8, float rounding can move an element by up to lr.
+    diff = torch.cat([(a - b).abs().flatten() for a, b in zip(p_fused, p_plain)])
+    assert diff.max() < cfg.optim.lr and diff.median() < 1e-7, (float(diff.max()), float(diff.median()))
 
 
 def test_the_rollout_keeps_its_graph_only_while_its_keys_and_values_stay_small():
