@@ -69,17 +69,21 @@ class Group:
     def lora_B(self) -> torch.Tensor:
         """(sum of outs, sum of ranks): each member's B on the diagonal (times its scaling where they differ); a
         member without LoRA is an empty (out, 0) block."""
-        blocks = [self.weight.new_zeros(out, 0) if lo is None else lo[1] if self.uniform else lo[1] * lo[2]
+        blocks = [self.A[0].new_zeros(out, 0) if lo is None else lo[1] if self.uniform else lo[1] * lo[2]
                   for lo, out in zip(self.loras, self.sizes)]
         return blocks[0] if len(blocks) == 1 else torch.block_diag(*blocks)
 
     def __call__(self, x: torch.Tensor, adapter: bool) -> torch.Tensor:
         """x (N, in) -> (N, sum of outs)."""
         y = F.linear(x, self.weight, self.bias)
-        if adapter and self.adapted:
-            A = self.A[0] if len(self.A) == 1 else torch.cat(self.A)
-            y = torch.addmm(y, F.linear(x, A), self.lora_B().t(), alpha=self.scale)  # y + s * (x A^T) B^T
-        return y
+        if not (adapter and self.adapted):
+            return y
+        A = self.A[0] if len(self.A) == 1 else torch.cat(self.A)
+        if A.dtype == y.dtype:
+            return torch.addmm(y, F.linear(x, A), self.lora_B().t(), alpha=self.scale)  # y + s * (x A^T) B^T
+        # peft keeps the adapter of a bfloat16 / float16 model in float32: the LoRA term and the sum run there,
+        # then the result goes back to the model's dtype
+        return torch.addmm(y.to(A.dtype), F.linear(x.to(A.dtype), A), self.lora_B().t(), alpha=self.scale).to(y.dtype)
 
 
 def project(groups: list[Group], x: torch.Tensor, adapter: bool) -> list[torch.Tensor]:

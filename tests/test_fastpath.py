@@ -199,3 +199,26 @@ def test_token_logprobs_shares_prompts_from_fewer_tokens_and_gives_the_same_valu
         torch.testing.assert_close(shared[key][m], full[key][m], atol=1e-5, rtol=1e-5)
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_a_bfloat16_model_with_its_float32_adapter_matches_peft():
+    """On a GPU the base model is bfloat16 and peft keeps the adapter in float32 (autocast_adapter_dtype): the LoRA
+    term runs in float32 and the sum returns to bfloat16, as in peft. Checked on the CPU, to bfloat16 rounding."""
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_config(LlamaConfig(**SMALL, num_key_value_heads=2), dtype=torch.bfloat16)
+    model = get_peft_model(base.eval().requires_grad_(False), LoraConfig(r=4, lora_alpha=8, target_modules=ALL))
+    for n, p in model.named_parameters():
+        if "lora_" in n:
+            torch.nn.init.normal_(p, std=0.2)
+    assert {p.dtype for n, p in model.named_parameters() if "lora_" in n} == {torch.float32}
+    fast, why = fp.fast_decoder(model)
+    assert fast is not None, why
+    ids, attn = padded_batch()
+    kw = dict(input_ids=ids, attention_mask=attn, position_ids=_positions(attn))
+    with torch.no_grad():
+        ref, got = both(model.eval(), fast, **kw)
+    valid = attn.bool()
+    assert got.logits.dtype == ref.logits.dtype == torch.bfloat16
+    torch.testing.assert_close(got.logits[valid], ref.logits[valid], atol=8e-3, rtol=1.6e-2)  # ~2 bfloat16 ulps
+    with torch.no_grad(), model.disable_adapter():
+        assert (model(**kw).logits - ref.logits)[valid].abs().max() > 0.1  # the float32 adapter does matter
