@@ -46,9 +46,9 @@ from labcore.trainer import Trainer  # noqa: E402
 TRL_CLASSES = {"grpo": ("GRPOTrainer", "GRPOConfig"), "rloo": ("RLOOTrainer", "RLOOConfig")}
 
 
-def labcore_config(recipe: str, model: str, steps: int, seed: int) -> Config:
+def labcore_config(recipe: str, model: str, steps: int, seed: int, overrides: dict[str, str]) -> Config:
     return build(recipe, {"model.policy": model, "model.device": "cpu", "run.steps": steps, "run.seed": seed,
-                          "run.grad_variance": False})
+                          "run.grad_variance": False, **overrides})
 
 
 def run_labcore(cfg: Config) -> dict:
@@ -61,7 +61,8 @@ def run_labcore(cfg: Config) -> dict:
         rewards.append(m["reward/mean"])
     p = next(trainer.model.parameters())
     return {"times": times, "core": times, "rewards": rewards, "device": str(p.device), "dtype": str(p.dtype),
-            "n_lora": sum(x.numel() for x in trainer.params)}
+            "n_lora": sum(x.numel() for x in trainer.params),
+            "forward": "labcore.fastpath" if not trainer.fast_why else f"transformers ({trainer.fast_why})"}
 
 
 def with_eos(fn, eos_id: int):
@@ -159,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="tiny", help="labcore model name or directory (default: the built-in tiny)")
     p.add_argument("--repeats", type=int, default=1, help="run each pair this many times, alternating the order")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave torch's default)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="labcore config override; rollout, LoRA and optimiser settings reach TRL too "
+                        "(e.g. rollout.samples_per_prompt=8; model.fast_forward=false for transformers' forward)")
     args = p.parse_args(argv)
+    overrides = dict(kv.split("=", 1) for kv in args.set)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
           f"transformers {transformers.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs\n")
     rows = []
     for name in trainers:
-        cfg = labcore_config(name, args.model, args.steps, args.seed)
+        cfg = labcore_config(name, args.model, args.steps, args.seed, overrides)
         results = {"labcore": [], "trl": []}
         for rep in range(args.repeats):
             order = ("labcore", "trl") if rep % 2 == 0 else ("trl", "labcore")
@@ -194,19 +199,24 @@ def main(argv: list[str] | None = None) -> int:
                 s = summarise([r])
                 print(f"  {name} {side:7s} run {rep + 1}: {s['s_step']:.3f} s/step (median; min {s['spread'][0]:.3f}, "
                       f"max {s['spread'][1]:.3f}), reward {s['start']:.3f} -> {s['end']:.3f}, {r['device']} "
-                      f"{r['dtype']}, {r['n_lora']} LoRA params", flush=True)
+                      f"{r['dtype']}, {r['n_lora']} LoRA params" + (f", forward: {r['forward']}" if "forward" in r else ""),
+                      flush=True)
         merged = {side: {**summarise(runs), "device": f"{runs[0]['device']} {runs[0]['dtype']}"}
                   for side, runs in results.items()}
+        # each repeat's ratio: the two runs of a repeat ran back to back, so the machine's drift cancels more
+        merged["pairs"] = [summarise([t])["s_step"] / summarise([lc])["s_step"]
+                           for lc, t in zip(results["labcore"], results["trl"])]
         rows.append((name, cfg, merged))
 
     print("\n| trainer | P x K, T | device | labcore s/step | TRL s/step (in-step) | TRL / labcore "
-          "| labcore reward start -> end | TRL reward start -> end |")
-    print("|---|---|---|---:|---:|---:|---|---|")
+          "| per repeat | labcore reward start -> end | TRL reward start -> end |")
+    print("|---|---|---|---:|---:|---:|---|---|---|")
     for name, cfg, m in rows:
         lc, tr = m["labcore"], m["trl"]
         ro = cfg.rollout
         print(f"| {name} | {ro.prompts_per_step} x {ro.samples_per_prompt}, {ro.max_new_tokens} | {lc['device']} "
               f"| {lc['s_step']:.3f} | {tr['s_step']:.3f} ({tr['core']:.3f}) | {tr['s_step'] / lc['s_step']:.2f}x "
+              f"| {min(m['pairs']):.2f}-{max(m['pairs']):.2f}x "
               f"| {lc['start']:.3f} -> {lc['end']:.3f} | {tr['start']:.3f} -> {tr['end']:.3f} |")
     print("\nReward: mean over the first 5 and the last 10 steps (one seed: differences of ~0.05 are noise).")
     return 0

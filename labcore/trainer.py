@@ -119,7 +119,8 @@ class Trainer:
         if a.update == "trpo":  # Fisher-vector products need double backward, which fused CPU attention lacks
             self.model.get_base_model().set_attn_implementation("eager")
         # The LM as a function: labcore.fastpath where it covers the model (same maths, fewer operator calls).
-        fast, self.fast_why = fast_decoder(self.model) if a.update != "trpo" else (None, "TRPO needs double backward")
+        fast, self.fast_why = (fast_decoder(self.model) if m.fast_forward and a.update != "trpo" else
+                               (None, "TRPO needs double backward" if m.fast_forward else "model.fast_forward is off"))
         self.lm = fast or self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [{"params": self.params, "lr": cfg.optim.lr}]
