@@ -180,18 +180,23 @@ class FastDecoder:
         past = past_key_values.get_seq_length() if past_key_values is not None else 0
         x = F.embedding(input_ids.reshape(N), self.embed)                         # (N, H), N = B*L tokens
         cos, sin = self.rotary(x, position_ids)                                   # (B, L, d)
-        sign = torch.ones(d, dtype=sin.dtype, device=sin.device)
-        sign[:half] = -1
-        cos, sin = cos.reshape(N, 1, d), (sin * sign).reshape(N, 1, d)            # (N, 1, d)
+        sin = torch.cat([-sin[..., :half], sin[..., half:]], -1)                   # roll(x) * sin == rotate_half(x) * sin
+        cos, sin = cos.reshape(N, 1, d), sin.reshape(N, 1, d)                     # (N, 1, d)
         mask = build_mask(attention_mask, past, L)                                # (B, 1, L, past + L) or None
         causal = mask is None and past == 0 and L > 1
         cache = []
         for i, layer in enumerate(self.layers):
-            q, k, v = project(layer.qkv, rms_norm(x, layer.norm_attn, self.eps), on)   # (N, heads * d) ...
-            q, k = q.view(N, nh, d), k.view(N, nkv, d)
-            q = (q * cos + q.roll(half, -1) * sin).view(B, L, nh, d).transpose(1, 2)     # (B, heads, L, d)
-            k = (k * cos + k.roll(half, -1) * sin).view(B, L, nkv, d).transpose(1, 2)    # (B, kv_heads, L, d)
-            v = v.view(B, L, nkv, d).transpose(1, 2)
+            h = rms_norm(x, layer.norm_attn, self.eps)
+            if len(layer.qkv) == 1:  # fused: q and k sit side by side in one output, RoPE them together
+                qkv = layer.qkv[0](h, on)                                                # (N, (nh + 2 nkv) d)
+                qk, v = qkv[:, :(nh + nkv) * d].view(N, nh + nkv, d), qkv[:, (nh + nkv) * d:]
+            else:
+                q, k, v = project(layer.qkv, h, on)
+                qk = torch.cat([q.view(N, nh, d), k.view(N, nkv, d)], 1)                # (N, nh + nkv, d)
+            qk = qk * cos + qk.roll(half, -1) * sin
+            q = qk[:, :nh].view(B, L, nh, d).transpose(1, 2)                            # (B, heads, L, d)
+            k = qk[:, nh:].view(B, L, nkv, d).transpose(1, 2)                           # (B, kv_heads, L, d)
+            v = v.reshape(B, L, nkv, d).transpose(1, 2)
             if past_key_values is not None:
                 pk, pv = past_key_values.layers[i]
                 k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)               # (B, kv_heads, past + L, d)
