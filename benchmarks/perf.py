@@ -15,9 +15,11 @@
   the T sweep runs twice: as trained (completions stop at EOS) and with EOS ignored, so every completion is
   max_new_tokens long (the cost of the budget itself).
 - ui: the real app on a loopback port (`tests/ui_fixtures.running_lab`: training in the worker process, as
-  `rlhf-lab` serves it) with one default-preset run, and 0, 1, 10 or 30 tabs, each calling the timer's tick over
-  HTTP once a second as a browser tab does (`tests/ui_fixtures.Watchers`, a light client in its own process);
-  alternating windows of one run, median step time per tab count.
+  `rlhf-lab` serves it) with one default-preset run and 1, 10 or 30 tabs, each calling the timer's tick over
+  HTTP as often as the server paces it, as a browser tab does (`tests/ui_fixtures.Watchers`, a light client in
+  its own process). The tabs stay connected and switch between ticking and hidden (as a background tab's timer
+  stops) every 5 s, `--cycles` times; each pair of neighbouring windows gives one ratio of median step times,
+  which takes out the machine's drift over minutes. Also the server process's CPU time while ticking.
 
 Timings are medians over steps after a warm-up; other processes on the machine make them noisy (run it twice).
 Not a test: it measures, it asserts nothing.
@@ -249,38 +251,46 @@ def section_scaling(steps: int) -> None:
 
 # ------------------------------------------------------------------------------------------------ ui
 
-def section_ui(steps: int, repeats: int) -> None:
-    """The real app (training in its worker process) with 0, 1, 10 and 30 tabs whose timers tick once a second,
-    in alternating windows of one default-preset run."""
+def section_ui(cycles: int, seconds: float = 5.0, counts: tuple[int, ...] = (1, 10, 30)) -> None:
+    """The real app (training in its worker process) serving one default-preset run to n tabs that stay connected
+    and switch between ticking (as the server paces them) and hidden, every `seconds`, `cycles` times. Each pair
+    of neighbouring windows gives one ratio of median step times, so the VM's slow drift cancels; the server
+    process's CPU time per window says what the ticks cost it."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from ui_fixtures import Watchers, running_lab, step_durations
+    from ui_fixtures import Watchers, running_lab, step_durations, window_durations
 
-    counts = (0, 1, 10, 30)
-    durations: dict[int, list[float]] = defaultdict(list)
-    payload: dict[int, list[int]] = defaultdict(list)
-    every: dict[int, list[float]] = defaultdict(list)
+    rows = []
     with running_lab(tempfile.mkdtemp(prefix="rlhf-lab-perf-")) as (manager, url, _):
         run_id = manager.submit(preset(run__steps=1_000_000), "bench")
         step_durations(manager, run_id, 5)  # the model loaded, the first steps done
-        for rep in range(repeats):
-            for n in (counts if rep % 2 == 0 else counts[::-1]):  # alternate the order against drift
-                tabs = Watchers(url, run_id, n) if n else None  # returns once every tab is ticking
-                durations[n] += step_durations(manager, run_id, steps)
-                if tabs:
-                    result = tabs.stop()
-                    payload[n] += [t[2] for t in result["seen"]]
-                    every[n] += [t[3] for t in result["seen"]]
+        for n in counts:
+            tabs = Watchers(url, run_id, n)  # returns once every tab is ticking
+            change, step = [], {True: [], False: []}
+            cpu = {True: [], False: []}
+            for c in range(cycles):
+                window = {}
+                for ticking in ((False, True) if c % 2 == 0 else (True, False)):
+                    tabs.pause(not ticking)
+                    time.sleep(0.5)  # let the ticks in flight land
+                    t, w = time.process_time(), time.perf_counter()
+                    window[ticking] = med(window_durations(manager, run_id, seconds))
+                    cpu[ticking].append((time.process_time() - t) / (time.perf_counter() - w))
+                    step[ticking].append(window[ticking])
+                change.append(window[True] / window[False] - 1)  # > 0: steps took longer while the tabs ticked
+            seen = tabs.stop()["seen"]
+            rows.append((n, 1 / med(step[False]), 1 / med(step[True]), change, cpu, seen))
         manager.stop(run_id)
-    head = 1 / med(durations[0])
-    print(f"## UI overhead: the app serving one default-preset run, tabs ticking as the server paces them; {repeats} windows of "
-          f"{steps} steps per row, alternating; median step time\n")
-    print("| tabs | steps/s | change vs no tab | median tick payload | median tick interval (server-paced) |")
-    print("|---:|---:|---:|---:|---:|")
-    for n in counts:
-        r = 1 / med(durations[n])
-        size = f"{med(payload[n]) / 1024:.0f} KiB" if payload[n] else ""
-        pace = f"{med(every[n]):.1f} s" if every[n] else ""
-        print(f"| {n} | {r:.2f} | {(r / head - 1) * 100:+.1f}% | {size} | {pace} |")
+    print(f"## UI overhead: one default-preset run, n connected tabs switched between ticking (paced by the server) "
+          f"and hidden every {seconds:.0f} s, {cycles} pairs of windows\n")
+    print("| tabs | steps/s hidden | steps/s ticking | step time while ticking, median of pairs (quartiles) "
+          "| server CPU, % of a core: ticking / hidden | ticks/s | tick payload | tick interval |")
+    print("|---:|---:|---:|---|---:|---:|---:|---:|")
+    for n, hidden, ticking, change, cpu, seen in rows:
+        q = statistics.quantiles(change, n=4)
+        rate = len(seen) / (cycles * seconds)
+        print(f"| {n} | {hidden:.1f} | {ticking:.1f} | {med(change) * 100:+.1f}% ({q[0] * 100:+.1f}% .. {q[2] * 100:+.1f}%) "
+              f"| {med(cpu[True]) * 100:.0f}% / {med(cpu[False]) * 100:.0f}% | {rate:.1f} "
+              f"| {med([t[2] for t in seen]) / 1024:.0f} KiB | {med([t[3] for t in seen]):.1f} s |")
     print()
 
 
@@ -289,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sections", default="latency,phases,scaling,ui")
     p.add_argument("--steps", type=int, default=12, help="timed steps per setting (after 2 warm-up steps)")
     p.add_argument("--repeats", type=int, default=3, help="cold processes (latency) and runs per viewer count (ui)")
+    p.add_argument("--cycles", type=int, default=10, help="pairs of ticking / hidden windows per tab count (ui)")
     p.add_argument("--model", default="tiny", help="policy model (default: the built-in tiny)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave torch's default)")
     p.add_argument("--cold-probe", action="store_true", help=argparse.SUPPRESS)
@@ -312,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     if "scaling" in sections:
         section_scaling(args.steps)
     if "ui" in sections:
-        section_ui(max(args.steps, 20), args.repeats)
+        section_ui(args.cycles)
     print(f"Peak resident memory of this process: {maxrss_mb():.0f} MB.")
     return 0
 

@@ -28,11 +28,16 @@ WATCHERS = r'''
 import http.client, json, sys, threading, time, urllib.parse
 url, run_id, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 host = urllib.parse.urlparse(url).netloc
-stop, seen, errors, ready = threading.Event(), [], [], threading.Barrier(n + 1)
+stop, paused, seen, errors, ready = threading.Event(), threading.Event(), [], [], threading.Barrier(n + 1)
 def post(conn, name, data, session):
-    conn.request("POST", f"/gradio_api/run/{name}", json.dumps({"data": data, "session_hash": session}),
-                 {"Content-Type": "application/json"})
-    resp = conn.getresponse()
+    body = json.dumps({"data": data, "session_hash": session})
+    try:
+        conn.request("POST", f"/gradio_api/run/{name}", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+    except (ConnectionError, http.client.HTTPException):  # the server closed an idle keep-alive: reconnect, as
+        conn.close()                                       # a browser does
+        conn.request("POST", f"/gradio_api/run/{name}", body, {"Content-Type": "application/json"})
+        resp = conn.getresponse()
     body = resp.read()
     if resp.status != 200:
         raise RuntimeError(f"{name}: HTTP {resp.status} {body[:200]!r}")
@@ -46,6 +51,9 @@ def watch(i):
     ready.wait()
     every = 1.0
     while not stop.is_set():  # what a tab's timer does: a tick every `every` seconds, as the server paces it
+        if paused.is_set():  # a hidden tab: Gradio's timer does not tick
+            stop.wait(0.05)
+            continue
         try:
             out, size = post(conn, "tick", ["", None, [], 0.6, "step", "advantage", True, 1, None], session)
             details = out[-1] if isinstance(out[-1], dict) and "records" in out[-1] else None
@@ -62,7 +70,8 @@ for t in threads:
     t.start()
 ready.wait()
 print("ready", flush=True)
-sys.stdin.read()  # the parent closes stdin to stop us
+while line := sys.stdin.readline():  # "pause" / "resume" (readline: no read-ahead); EOF stops us
+    (paused.set if line.strip() == "pause" else paused.clear)()
 stop.set()
 for t in threads:
     t.join()
@@ -83,11 +92,26 @@ class Watchers:
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "ready"
 
+    def pause(self, pause: bool = True) -> None:
+        """Stop ticking (as hidden tabs do) or, with pause=False, tick again; the tabs stay connected."""
+        self.proc.stdin.write("pause\n" if pause else "resume\n")
+        self.proc.stdin.flush()
+
     def stop(self) -> dict:
         import json
 
         out, _ = self.proc.communicate("", timeout=60)
         return json.loads(out.strip().splitlines()[-1])
+
+
+def window_durations(manager, run_id: str, seconds: float) -> list[float]:
+    """Durations of the steps a run finishes in the next `seconds` (reads its records twice, no polling)."""
+    import time
+
+    first = len(manager.store.metrics(run_id))
+    time.sleep(seconds)
+    rows = manager.store.metrics(run_id)[max(first - 1, 0):]
+    return [b["time"] - a["time"] for a, b in zip(rows, rows[1:])]
 
 
 def step_durations(manager, run_id: str, steps: int) -> list[float]:
