@@ -62,7 +62,7 @@ def run_labcore(cfg: Config) -> dict:
     p = next(trainer.model.parameters())
     return {"times": times, "core": times, "rewards": rewards, "device": str(p.device), "dtype": str(p.dtype),
             "n_lora": sum(x.numel() for x in trainer.params),
-            "forward": "labcore.fastpath" if not trainer.fast_why else f"transformers ({trainer.fast_why})"}
+            "forward": trainer.forward_name}
 
 
 def with_eos(fn, eos_id: int):

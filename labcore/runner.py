@@ -338,6 +338,7 @@ def execute(job: Job, store: RunStore, notify=None) -> None:
     notify(job, "status")
     try:
         trainer = Trainer(job.cfg)
+        store.update_meta(job.run_id, forward=trainer.forward_name)  # which forward ran, and why not the fast one
         while trainer.step_count < job.cfg.run.steps:
             with job.cond:
                 while job.paused and job.step_budget == 0 and not job.stop:

@@ -122,6 +122,7 @@ class Trainer:
         fast, self.fast_why = (fast_decoder(self.model) if m.fast_forward and a.update != "trpo" else
                                (None, "TRPO needs double backward" if m.fast_forward else "model.fast_forward is off"))
         self.lm = fast or self.model
+        self.forward_name = "labcore.fastpath" if fast else f"transformers ({self.fast_why})"
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [{"params": self.params, "lr": cfg.optim.lr}]
         self.critic = None

@@ -76,6 +76,7 @@ def test_fifo_queue_positions(manager):
     for r in (first, second):
         manager.wait(r, 120)
     assert manager.store.meta(first)["finished"] <= manager.store.meta(second)["started"]
+    assert manager.store.meta(first)["forward"] == "labcore.fastpath"  # the built-in Llama takes the fast path
 
 
 def test_live_change_reaches_the_run(manager):
