@@ -5,29 +5,31 @@ Why it exists: at the built-in model's size (4 layers of width 128) a training s
 overhead, not by arithmetic. One transformers + peft forward issues about 1,300 ATen calls (module hooks, the
 mask builder, `rotate_half`'s slicing, peft's adapter bookkeeping), each a few microseconds of CPU time, while a
 token's matrix products take about 20 us. `FastDecoder` runs the same computation as plain tensor functions over
-the same parameter tensors, about 50 calls per layer:
+the same parameter tensors, about 35 calls per layer:
 
-    x = embed(ids)                                      # (B, L, H)
+    x = embed(ids)                                          # (N, H), N = B*L tokens
     for each layer:
-        h = rms_norm(x)
-        q, k, v = proj(h) + B(A(h)) * s                 # LoRA as peft computes it, for each adapted projection
-        q, k = q*cos + roll(q)*sin', k*cos + roll(k)*sin'   # RoPE; roll(x)*sin' == rotate_half(x)*sin exactly
-        k, v = cat(past, k), cat(past, v)               # KV cache, differentiable
-        x = x + o(sdpa(q, k, v, mask))
-        x = x + down(silu(gate(rms_norm(x))) * up(rms_norm(x)))
+        qkv = h @ W_qkv^T + s * (h @ cat(A)^T) @ block_diag(B)^T     # h = rms_norm(x); one product for q, k, v,
+        qk = qk*cos + roll(qk)*sin'                         # and LoRA as two more; RoPE on q and k together
+        k, v = cat(past, k), cat(past, v)                   # KV cache, differentiable
+        x = x + o(sdpa(q, k, v, mask))                      # o and down: a product, plus LoRA's two if adapted
+        gate, up = split(rms_norm(x) @ W_gate_up^T)
+        x = x + down(silu(gate) * up)
     logits = lm_head(rms_norm(x))
 
-The operations and their order are transformers' own, so the results agree with it to float rounding (the
-attention kernel sees a mask where transformers may pass `is_causal`); tests/test_fastpath.py compares logits,
-the last hidden state, the KV cache and the LoRA gradients for llama, mistral and qwen2 configurations, padded
-batches, cached decoding, grouped-query attention, biases and the reference (adapter off) mode.
+roll(x) * sin' is `rotate_half(x) * sin` exactly (sin' is sin with its first half negated). The arithmetic is
+transformers' and peft's, in their order where it matters: on the built-in model the logits equal theirs to the
+bit; the fused products sum in another order, so gradients agree to float rounding. tests/test_fastpath.py
+compares logits, the last hidden state, the KV cache and the LoRA gradients for llama, mistral and qwen2
+configurations, padded batches, cached decoding, grouped-query attention, biases, LoRA on any subset of the
+projections, the reference (adapter off) mode and a bfloat16 model with its float32 adapter.
 
 `fast_decoder(model)` returns a `FastDecoder`, or None and the reason when the model is outside what it covers:
 model types llama / mistral / qwen2 with full attention (no sliding window), SiLU MLPs, RMSNorm, and plain LoRA
 (one adapter, no DoRA, no LoRA dropout, on any of the seven projections and nowhere else). Everything else runs
-through transformers unchanged. Left out: sliding windows, rope variants' dynamic updates beyond what the
-model's own rotary module does (it is called as is), double backward (TRPO keeps transformers' eager attention),
-and the attention weights as an output.
+through transformers unchanged. RoPE variants (scaled, dynamic) come from the model's own rotary module, called
+as is. Left out: sliding windows, double backward (TRPO keeps transformers' eager attention) and the attention
+weights as an output.
 """
 
 from __future__ import annotations
