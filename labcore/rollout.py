@@ -62,15 +62,13 @@ def encode_prompts(tokenizer, prompts: list[str], repeat: int, device: torch.dev
 
     Shape: (P*repeat, Tp) ids and attention mask.
     """
-    rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    rows = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]  # one call for the batch
     bos = tokenizer.bos_token_id
     if bos is not None:
         rows = [r if r[:1] == [bos] else [bos] + r for r in rows]
-    Tp = max(len(r) for r in rows)
-    ids = torch.full((len(rows), Tp), tokenizer.pad_token_id, dtype=torch.long)
-    attn = torch.zeros((len(rows), Tp), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, Tp - len(r):], attn[i, Tp - len(r):] = torch.tensor(r), 1
+    Tp, pad = max(len(r) for r in rows), tokenizer.pad_token_id
+    ids = torch.tensor([[pad] * (Tp - len(r)) + r for r in rows], dtype=torch.long)
+    attn = torch.tensor([[0] * (Tp - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
     return ids.repeat_interleave(repeat, 0).to(device), attn.repeat_interleave(repeat, 0).to(device)
 
 

@@ -201,8 +201,9 @@ class Trainer:
                         top_p=self.cfg.rollout.top_p, generator=self.gen, keep_graph=fused,
                         with_hidden=self.critic is not None)
 
-    def completions(self, batch: Batch) -> list[str]:
-        ids = batch.completion_ids.masked_fill(batch.completion_ids == self.tok.eos_token_id, self.tok.pad_token_id)
+    def completions(self, completion_ids: torch.Tensor) -> list[str]:
+        """(n, T) completion tokens -> n texts (EOS and padding dropped)."""
+        ids = completion_ids.masked_fill(completion_ids == self.tok.eos_token_id, self.tok.pad_token_id)
         return [t.strip() for t in self.tok.batch_decode(ids.tolist(), skip_special_tokens=True)]
 
     def call_rewards(self, rows: list[dict], completions: list[str], eos: list[bool], ids: list[list[int]],
@@ -239,8 +240,8 @@ class Trainer:
     def score(self, rows: list[dict], batch: Batch, K: int) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         """Task reward per completion: (B,) with unscorable ones filled by their group's mean, the per-function
         means, and (B,) bool `scorable`."""
-        r, per_fn = self.call_rewards(rows, self.completions(batch), batch.eos.tolist(),
-                                      [ids[m.bool()].tolist() for ids, m in zip(batch.completion_ids, batch.mask)], K)
+        valid = [ids[:L] for ids, L in zip(batch.completion_ids.tolist(), batch.lengths.long().tolist())]  # a prefix
+        r, per_fn = self.call_rewards(rows, self.completions(batch.completion_ids), batch.eos.tolist(), valid, K)
         scorable = ~torch.isnan(r)
         g = r.view(-1, K)
         group_mean = torch.nanmean(g, 1, keepdim=True).nan_to_num(0.0).expand_as(g).reshape(-1)
@@ -541,25 +542,24 @@ class Trainer:
         return m
 
     def samples(self, rows, batch, old, kl_t, scores, adv, new_logp, K) -> list[dict[str, Any]]:
+        """The first run.log_samples completions with their per-token figures, for the UI's sample view."""
         n = min(self.cfg.run.log_samples, batch.mask.size(0))
-        texts = self.completions(batch)
+        texts = self.completions(batch.completion_ids[:n])
+        lengths = batch.mask[:n].sum(1).long().tolist()
+        ratio = (new_logp[:n] - old.logp[:n]).exp() if new_logp is not None else torch.ones_like(old.logp[:n])
+        per_token = {name: t[:n].tolist() for name, t in (("adv", adv), ("logp", old.logp), ("ref_logp", old.ref_logp),
+                                                          ("ratio", ratio), ("kl", kl_t))}  # one copy, not per value
+        ids, eos, reward = batch.completion_ids[:n].tolist(), batch.eos[:n].tolist(), scores[:n].tolist()
         out = []
-        for i in range(n):
-            L = int(batch.mask[i].sum())
-            ids = batch.completion_ids[i, :L].tolist()
-            lp, ref = old.logp[i, :L], old.ref_logp[i, :L]
-            ratio = (new_logp[i, :L] - lp).exp() if new_logp is not None else torch.ones_like(lp)
+        for i, L in enumerate(lengths):
+            figures = {name: [round(v, 4) for v in table[i][:L]] for name, table in per_token.items()}
             out.append({
                 "step": self.step_count, "prompt": rows[i // K]["prompt"], "completion": texts[i],
-                "tokens": self.tok.convert_ids_to_tokens(ids), "reward": round(float(scores[i]), 4),
-                "advantage": round(float(adv[i, :L].mean()) if L else 0.0, 4), "eos": bool(batch.eos[i]),
-                "adv": _r(adv[i, :L]), "logp": _r(lp), "ref_logp": _r(ref), "ratio": _r(ratio), "kl": _r(kl_t[i, :L]),
+                "tokens": self.tok.convert_ids_to_tokens(ids[i][:L]), "reward": round(reward[i], 4),
+                "advantage": round(sum(per_token["adv"][i][:L]) / L, 4) if L else 0.0, "eos": bool(eos[i]),
+                **figures,
             })
         return out
-
-
-def _r(t: torch.Tensor) -> list[float]:
-    return [round(float(v), 4) for v in t]
 
 
 def _mean_dicts(ds: list[dict[str, float]]) -> dict[str, float]:
