@@ -20,6 +20,8 @@ CSS = """
 #rl-side > * { flex-shrink: 0; }
 #rl-transport button { min-width: 88px; }
 #rl-side .info-text { font-size: 11.5px; line-height: 1.3; }
+/* the Advanced controls are labelled with dotted keys (algorithm.gamma): let a long one wrap, not be cut off */
+#rl-side [data-testid="block-info"], #rl-side .label-text, #rl-side .info-text { overflow-wrap: anywhere; }
 /* empty notes take no room */
 #rl-live:has(.prose:empty), #rl-problems:has(.prose:empty), #rl-checks:has(.prose:empty) { display: none; }
 .rl-cite { color: var(--body-text-color-subdued); font-size: 12px; }

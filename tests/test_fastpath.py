@@ -164,7 +164,9 @@ def test_the_trainer_runs_through_it_and_takes_the_same_steps():
     # (3e-3). So: every element within one lr, and the typical (median) element equal to rounding.
     diff = torch.cat([(p - q).detach().abs().flatten() for p, q in zip(fast.params, slow.params)])
     assert diff.max() < cfg.optim.lr and diff.median() < 1e-6
-    assert Trainer(build("trpo", {})).lm is not None  # TRPO keeps transformers (double backward)
+    trpo, off = Trainer(build("trpo", {})), Trainer(build("grpo", {"model.fast_forward": False}))
+    assert trpo.lm is trpo.model and trpo.forward_name == "transformers (TRPO needs double backward)"
+    assert off.lm is off.model and off.forward_name == "transformers (model.fast_forward is off)"
 
 
 def test_generate_samples_the_same_tokens_either_way():
