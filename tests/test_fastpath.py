@@ -41,6 +41,10 @@ CASES = {
     "llama GQA + biases, LoRA everywhere, ranks and scalings differ": lambda: peft_model(
         LlamaConfig(**SMALL, num_key_value_heads=2, attention_bias=True, mlp_bias=True), ALL,
         rank_pattern={"k_proj": 2, "up_proj": 6}, alpha_pattern={"v_proj": 3, "gate_proj": 5}),
+    "llama with llama3 RoPE scaling (the model's own rotary module)": lambda: peft_model(
+        LlamaConfig(**SMALL, rope_parameters={"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
+                                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                              "original_max_position_embeddings": 16}), ["q_proj", "k_proj"]),
     "mistral, LoRA on q and v only": lambda: peft_model(MistralConfig(**SMALL, sliding_window=None, num_key_value_heads=2, head_dim=8),
                                                         ["q_proj", "v_proj"]),
     "qwen2 (q/k/v bias), GQA, LoRA on up and o": lambda: peft_model(
