@@ -44,8 +44,15 @@ def post(conn, name, data, session):
     return json.loads(body)["data"], len(body)
 def watch(i):
     conn, session = http.client.HTTPConnection(host, timeout=30), f"watcher-{i}-{time.time_ns()}"
-    try:
-        post(conn, "watch", ["", run_id], session)
+    try:  # open the run, then ask the tab's status which run it shows: re-open if the first did not take
+        for attempt in range(20):
+            post(conn, "watch", ["", run_id], session)
+            details = post(conn, "status", [None], session)[0][-1]
+            if isinstance(details, dict) and details.get("run_id") == run_id:
+                break
+            time.sleep(0.1)
+        else:
+            errors.append(f"watch did not open {run_id}: the tab shows {details!r:.200}")
     except Exception as e:
         errors.append(repr(e))
     ready.wait()
