@@ -128,8 +128,8 @@ def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
     K = samples_per_prompt
     with torch.set_grad_enabled(keep_graph):
         cache, logits, hidden = _prefill(model, prompt_ids, prompt_mask, K, with_hidden and keep_graph)
-        prompt_ids, attn = prompt_ids.repeat_interleave(K, 0), prompt_mask.repeat_interleave(K, 0)  # (B, Tp)
-        prompt_mask = attn
+        prompt_ids, prompt_mask = prompt_ids.repeat_interleave(K, 0), prompt_mask.repeat_interleave(K, 0)  # (B, Tp)
+        attn = prompt_mask  # grows by one column per decoding step
         B = prompt_ids.size(0)
         next_pos = _positions(attn)[:, -1:] + 1  # (B, 1)
         done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)

@@ -545,7 +545,7 @@ class Trainer:
         """The first run.log_samples completions with their per-token figures, for the UI's sample view."""
         n = min(self.cfg.run.log_samples, batch.mask.size(0))
         texts = self.completions(batch.completion_ids[:n])
-        lengths = batch.mask[:n].sum(1).long().tolist()
+        lengths = batch.lengths[:n].long().tolist()
         ratio = (new_logp[:n] - old.logp[:n]).exp() if new_logp is not None else torch.ones_like(old.logp[:n])
         per_token = {name: t[:n].tolist() for name, t in (("adv", adv), ("logp", old.logp), ("ref_logp", old.ref_logp),
                                                           ("ratio", ratio), ("kl", kl_t))}  # one copy, not per value
