@@ -20,6 +20,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from labcore import kl, losses, parts
+from labcore.recipes import ESTIMATORS, RECIPES, UPDATES
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -72,7 +75,9 @@ class RolloutConfig:
 class AlgorithmConfig:
     recipe: str = _f("grpo", "Algorithm recipe; picking one fills in every part below.")
     update: str = _f("gradient", "How the loss moves the weights: gradient (Adam steps) or trpo (natural gradient, KL trust region).")
-    estimator: str = _f("outcome", "How a reward becomes a per-token signal: outcome, returns, gae.")
+    estimator: str = _f("outcome", "How a reward becomes a per-token signal: outcome, returns, gae, positives.")
+    positive_threshold: float = _f(1.0, "Estimator positives (RAFT): a completion whose reward reaches this is pushed "
+                                        "up with advantage 1, the rest are ignored.")
     baseline: str = _f("group_mean", "Baseline subtracted from the reward.")
     scale: str = _f("group_std", "Advantage scaling after the baseline.")
     whiten: bool = _f(False, "Whiten token advantages over the batch (REINFORCE++, PPO).")
@@ -85,12 +90,17 @@ class AlgorithmConfig:
     minibatches: int = _f(1, "Minibatches per epoch; must divide P*K.")
     gamma: float = _f(1.0, "Discount gamma for returns and GAE.")
     lam: float = _f(0.95, "GAE lambda: 0 is one-step TD, 1 is Monte-Carlo.")
-    vf_coef: float = _f(0.5, "Weight of the value loss (value recipes).")
     value_clip: float = _f(0.0, "Value clipping range around the old values. 0 = off.")
-    value_lr: float = _f(1e-3, "Learning rate of the value head.")
+    value_lr: float = _f(1e-3, "Learning rate of the value head (its own Adam group, on detached states).")
+    critic_iters: int = _f(1, "TRPO: Adam steps of the critic on each batch (Schulman et al. 2016 fit V by several).")
     entropy_coef: float = _f(0.0, "Entropy bonus: the loss subtracts this times the mean entropy.")
     ema_decay: float = _f(0.9, "Decay of the moving-average baseline.")
-    dynamic_filter: bool = _f(False, "DAPO dynamic sampling: drop groups whose rewards do not vary.")
+    dynamic_filter: bool = _f(False, "DAPO dynamic filtering: drop groups whose task rewards do not vary.")
+    top_entropy_frac: float = _f(0.0, "Train only on this share of the batch's highest-entropy tokens (0.2: Wang et al. "
+                                      "2025's 80/20 rule). 0 = every token.")
+    is_correction: str = _f("none", "Sampler/learner mismatch correction: importance weights pi_learner/pi_sampler, "
+                                    "truncated (tis) or masked (mis), per token or per sequence.")
+    is_cap: float = _f(2.0, "Cap C of the importance weights (tis clips at C, mis drops above C).")
     trpo_max_kl: float = _f(0.01, "TRPO trust region: largest mean KL(old || new) per step.")
     trpo_damping: float = _f(0.1, "TRPO damping added to the Fisher-vector product.")
     trpo_cg_iters: int = _f(10, "TRPO conjugate-gradient iterations.")
@@ -99,11 +109,13 @@ class AlgorithmConfig:
 @dataclass(frozen=True)
 class KLConfig:
     placement: str = _f("loss", "Where the KL to the reference goes: none, reward_token, reward_seq, loss.")
-    estimator: str = _f("k3", "KL estimator: k1 (log ratio), k2 (half squared log ratio), k3 (Schulman's unbiased, >= 0).")
+    estimator: str = _f("k3", "KL estimator: k1 (log ratio), k2 (half squared log ratio), k3 (Schulman's unbiased, >= 0), "
+                              "k3_is (k3 times the ratio: the KL(pi || ref) gradient in the loss).")
     controller: str = _f("fixed", "fixed coefficient, or adaptive towards a target KL (Ziegler et al. 2019).")
     coef: float = _f(0.04, "KL coefficient beta (the adaptive controller's starting value). Live: can change mid-run.")
     target: float = _f(0.1, "Adaptive controller: target KL per sequence.")
     horizon: int = _f(10000, "Adaptive controller: horizon in samples.")
+    reset_every: int = _f(0, "ProRL reference reset: every N steps the current policy becomes the reference. 0 = off.")
 
 
 @dataclass(frozen=True)
@@ -185,6 +197,13 @@ def _coerce(section: str, key: str, value: Any) -> Any:
     return str(value)
 
 
+# Settings that no longer exist, with why; a saved run or preset that names one still loads (the key is ignored).
+RETIRED = {
+    "algorithm.vf_coef": "the critic trains on detached states in its own Adam group, where a constant weight on its "
+                         "loss cancels out; it never changed a run",
+}
+
+
 def apply(cfg: Config, overrides: dict[str, Any]) -> Config:
     """Return `cfg` with overrides applied. Keys are 'section.key' or nested {'section': {'key': v}}.
 
@@ -201,6 +220,8 @@ def apply(cfg: Config, overrides: dict[str, Any]) -> Config:
     problems: list[str] = []
     updates: dict[str, dict[str, Any]] = {}
     for dotted, value in flat_over.items():
+        if dotted in RETIRED:
+            continue
         section, _, key = dotted.partition(".")
         if section not in SECTIONS:
             problems.append(f"unknown section '{section}' in '{dotted}'; sections are {', '.join(SECTIONS)}."
@@ -222,8 +243,6 @@ def apply(cfg: Config, overrides: dict[str, Any]) -> Config:
 
 def build(recipe: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Defaults -> the recipe's defaults -> overrides. The recipe may also be named in the overrides."""
-    from labcore.algorithms import RECIPES  # local import: algorithms imports this module
-
     overrides = dict(overrides or {})
     named = overrides.pop("recipe", None) or overrides.get("algorithm.recipe")
     if isinstance(overrides.get("algorithm"), dict) and "recipe" in overrides["algorithm"]:
@@ -250,9 +269,7 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
 
     `context_length` (the model's maximum positions), when known, bounds prompt plus completion length.
     """
-    from labcore import advantages, kl, losses
-    from labcore.algorithms import AGGREGATIONS, ESTIMATORS, KL_PLACEMENTS, RECIPES, UPDATES
-    from labcore.tasks import TASKS
+    from labcore.tasks import TASKS  # local: the task list grows with register_task
 
     p: list[str] = []
     m, r, a, k, o, run = cfg.model, cfg.rollout, cfg.algorithm, cfg.kl, cfg.optim, cfg.run
@@ -300,10 +317,23 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
 
     choice("algorithm.estimator", a.estimator, ESTIMATORS)
     choice("algorithm.update", a.update, UPDATES)
-    choice("algorithm.baseline", a.baseline, {**advantages.BASELINES, **EXTRA_BASELINES})
-    choice("algorithm.scale", a.scale, advantages.SCALES)
+    choice("algorithm.baseline", a.baseline, parts.BASELINES)
+    choice("algorithm.scale", a.scale, parts.SCALES)
     choice("algorithm.policy_loss", a.policy_loss, losses.POLICY_LOSSES)
-    choice("algorithm.aggregation", a.aggregation, AGGREGATIONS)
+    choice("algorithm.aggregation", a.aggregation, losses.AGGREGATIONS)
+    choice("algorithm.is_correction", a.is_correction, parts.IS_CORRECTIONS)
+    if not (0 <= a.top_entropy_frac < 1):
+        p.append(f"algorithm.top_entropy_frac = {a.top_entropy_frac!r} must be in [0, 1): 0.2 trains on the top 20 % "
+                 "highest-entropy tokens, 0 on all.")
+    if not (a.is_cap >= 1) or not math.isfinite(a.is_cap):
+        p.append(f"algorithm.is_cap = {a.is_cap!r} must be a number >= 1 (2 is common).")
+    if not math.isfinite(a.positive_threshold):
+        p.append(f"algorithm.positive_threshold = {a.positive_threshold!r} must be a finite number.")
+    positive("algorithm.critic_iters", a.critic_iters, integer=True)
+    if a.update == "trpo" and losses.POLICY_LOSSES.get(a.policy_loss) is not None and \
+            losses.POLICY_LOSSES[a.policy_loss].level == "sequence":
+        p.append(f"algorithm.policy_loss = {a.policy_loss!r} is a sequence-level loss; TRPO's surrogate is per token: "
+                 "use 'ratio' (its paper's objective) or 'clip'.")
     K = r.samples_per_prompt
     if a.baseline in ("group_mean", "leave_one_out") and K < 2:
         p.append(f"algorithm.baseline = {a.baseline!r} compares samples of the same prompt, but "
@@ -332,8 +362,6 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
                  f"samples_per_prompt = {B} sequences; pick a divisor of {B}.")
     in_range("algorithm.gamma", a.gamma, 0.0, 1.0)
     in_range("algorithm.lam", a.lam, 0.0, 1.0)
-    if a.vf_coef < 0:
-        p.append(f"algorithm.vf_coef = {a.vf_coef!r} must be >= 0.")
     if a.value_clip < 0:
         p.append(f"algorithm.value_clip = {a.value_clip!r} must be >= 0 (0 turns it off).")
     positive("algorithm.value_lr", a.value_lr)
@@ -346,7 +374,7 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
         p.append(f"algorithm.trpo_damping = {a.trpo_damping!r} must be >= 0.")
     positive("algorithm.trpo_cg_iters", a.trpo_cg_iters, integer=True)
 
-    choice("kl.placement", k.placement, KL_PLACEMENTS)
+    choice("kl.placement", k.placement, parts.KL_PLACEMENTS)
     choice("kl.estimator", k.estimator, kl.ESTIMATORS)
     choice("kl.controller", k.controller, kl.CONTROLLERS)
     if k.coef < 0 or not math.isfinite(k.coef):
@@ -356,6 +384,8 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
         positive("kl.horizon", k.horizon, integer=True)
         if k.placement == "none":
             p.append("kl.controller = 'adaptive' has nothing to adapt with kl.placement = 'none'; pick a placement.")
+    if k.reset_every < 0:
+        p.append(f"kl.reset_every = {k.reset_every!r} must be >= 0 (0 turns the reference reset off).")
 
     positive("optim.lr", o.lr)
     if o.lr > 1:
@@ -380,14 +410,6 @@ def check(cfg: Config, *, context_length: int | None = None) -> Config:
     if problems:
         raise ConfigError(problems)
     return cfg
-
-
-# Baselines beyond the four closed-form group ones of `advantages.group_advantages`; the trainer implements them.
-EXTRA_BASELINES = {
-    "moving_average": "an exponential moving average of past batch mean rewards (classic REINFORCE with baseline)",
-    "value": "a learned value head V(s_t) on the policy's hidden states (actor-critic, PPO)",
-    "greedy": "the reward of the greedy completion of the same prompt (ReMax, Li et al. 2023)",
-}
 
 
 # ------------------------------------------------------------------------------------------------- TOML + presets

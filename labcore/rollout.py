@@ -38,6 +38,8 @@ class Batch:
     eos: torch.Tensor               # (B,) bool, the completion ended with EOS
     k: int = 1                      # rows come in groups of k that share one prompt (prompt-major)
     logprobs: dict[str, torch.Tensor] | None = None  # from the sampling loop, graph kept (keep_graph=True)
+    sampler_logp: torch.Tensor | None = None  # (B, T) log-prob of each sampled token under the distribution it
+                                              # was drawn from (top_p-truncated, at the temperature)
 
     @property
     def input_ids(self) -> torch.Tensor:
@@ -133,7 +135,7 @@ def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
         B = prompt_ids.size(0)
         next_pos = _positions(attn)[:, -1:] + 1  # (B, 1)
         done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
-        tokens, step_logits, step_hidden = [], [], []
+        tokens, step_logits, step_hidden, drawn_logp = [], [], [], []
         for _ in range(max_new_tokens):
             step_logits.append(logits)
             step_hidden.append(hidden)
@@ -141,8 +143,9 @@ def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
             if greedy:
                 nxt = logits.argmax(-1)
             else:
-                probs = top_p_filter(logits / temperature, top_p).softmax(-1)
-                nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+                sampler = top_p_filter(logits / temperature, top_p).log_softmax(-1)  # (B, V)
+                nxt = torch.multinomial(sampler.exp(), 1, generator=generator).squeeze(1)  # (B,)
+                drawn_logp.append(sampler.gather(-1, nxt[:, None]).squeeze(1))
             nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
             tokens.append(nxt)
             done = done | (nxt == eos_id)
@@ -160,10 +163,37 @@ def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
     mask = (~after_eos).float()
     completion = completion.masked_fill(after_eos, pad_id)
     batch = Batch(prompt_ids, prompt_mask, completion, mask, is_eos.any(1), K)
+    if drawn_logp:
+        batch.sampler_logp = torch.stack(drawn_logp, 1).masked_fill(after_eos, 0.0)  # (B, T)
     if keep_graph:
         hid = torch.stack(step_hidden, 1) if with_hidden else None
         batch.logprobs = _scores(torch.stack(step_logits, 1), completion, temperature, True, hid)
     return batch
+
+
+def replay_logprobs(model, batch: Batch, temperature: float = 1.0) -> dict[str, torch.Tensor]:
+    """The log-probs `generate` computed, recomputed call for call: each prompt once (its cache repeated k
+    times), then one token at a time on the cache, in the same shapes and order as the sampling loop.
+
+    Why: the reference policy must round exactly as the policy that sampled. A full forward (`token_logprobs`)
+    sums in other shapes, so its log-probs differ from the sampling loop's in the last bits; with a fresh adapter
+    (LoRA B = 0) that leaves a KL of ~1e-13 whose gradient Adam turns into lr-sized steps. Replayed like the
+    rollout, the reference gives bit-identical log-probs until the adapter really changes. Returns {"logp",
+    "logp_all"} of shape (B, T) and (B, T, V).
+    """
+    k, T = batch.k, batch.completion_ids.size(1)
+    P = batch.prompt_ids.size(0) // k
+    cache, logits, _ = _prefill(model, batch.prompt_ids[::k], batch.prompt_mask[::k], k)
+    attn, next_pos = batch.prompt_mask, _positions(batch.prompt_mask)[:, -1:] + 1
+    step_logits = [logits]
+    for t in range(T - 1):
+        attn = torch.cat([attn, torch.ones_like(attn[:, :1])], 1)
+        out = model(input_ids=batch.completion_ids[:, t:t + 1], attention_mask=attn, position_ids=next_pos,
+                    past_key_values=cache, use_cache=True)
+        cache, next_pos = out.past_key_values, next_pos + 1
+        step_logits.append(out.logits[:, -1])
+    assert len(step_logits) == T and P * k == batch.prompt_ids.size(0)
+    return _scores(torch.stack(step_logits, 1), batch.completion_ids, temperature, False, None)
 
 
 # Sharing the prompt in a forward pass costs a second model call (prompt, then completion). Through transformers

@@ -28,10 +28,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from labcore import advantages, kl, losses, trpo
+from labcore import advantages, kl, losses, parts, trpo
 from labcore.config import Config, check
 from labcore.fastpath import fast_decoder
-from labcore.rollout import Batch, encode_prompts, generate, token_logprobs
+from labcore.rollout import Batch, encode_prompts, generate, replay_logprobs, token_logprobs
 
 
 class TrainingError(RuntimeError):
@@ -137,7 +137,11 @@ class Trainer:
                        if cfg.kl.controller == "adaptive" else kl.FixedKLController(cfg.kl.coef))
         self.live = Live(cfg.optim.lr, cfg.kl.coef, cfg.rollout.temperature)
         self.rng = random.Random(cfg.run.seed)
-        self.gen = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
+        # Sampling draws on the model's device (a CPU generator is refused for CUDA or MPS tensors); minibatch
+        # shuffles draw on the CPU.
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.run.seed)
+        self.cpu_gen = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
+        self._kl_applied = cfg.kl.coef
         self.ema_reward: float | None = None
         self.step_count = 0
         self.t_start = time.perf_counter()
@@ -145,39 +149,45 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- the step
 
     def train_step(self) -> StepResult:
-        """One step of the recipe, as pseudocode."""
+        """One step of the recipe, as pseudocode: every line is one idea of the algorithm."""
         t0 = time.perf_counter()
         self.apply_live()
-        cfg, P, K = self.cfg, self.cfg.rollout.prompts_per_step, self.cfg.rollout.samples_per_prompt
-        rows = self.prompts(P)                                           # P prompt rows
-        batch = self.sample(rows, K)                                     # B = P*K completions
-        scores, per_fn, scorable = self.score(rows, batch, K)            # (B,) task reward
-        rewards = self.shape_rewards(scores, batch)                      # EOS / overlong / clip / normalise
-        old = self.evaluate(batch)                                       # old, reference log-probs, values
-        kl_t = kl.estimate(old.logp, old.ref_logp, cfg.kl.estimator) * batch.mask   # (B, T)
-        token_rewards, seq_rewards = self.place_kl(rewards, kl_t, batch.mask)
-        baseline_r = self.greedy_baseline(rows, K) if cfg.algorithm.baseline == "greedy" else None
-        adv, returns = self.advantages(seq_rewards, token_rewards, old.values, batch.mask, P, K, baseline_r)
-        loss_mask, zero_std = self.loss_mask(batch, seq_rewards, scorable, P, K)
-        grad_var = self.grad_variance(batch, old, adv, loss_mask, P, K) if self.variance_due() else None
-        if cfg.algorithm.update == "trpo":
-            upd = self.trpo_update(batch, old, adv, returns, loss_mask)
-        else:
-            upd = self.gradient_update(batch, old, adv, returns, loss_mask)
+        cfg, a, P, K = self.cfg, self.cfg.algorithm, self.cfg.rollout.prompts_per_step, self.cfg.rollout.samples_per_prompt
+        rows = self.prompts(P)                                            # P prompt rows
+        batch = self.sample(rows, K)                                      # B = P*K completions
+        scores, per_fn, valid = self.score(rows, batch, K)                # (B,) task reward, (B,) scorable
+        r, norm = self.shape(scores, batch)                               # (B,) EOS / overlong / clip / normalise
+        old = self.evaluate(batch)                                        # old and reference log-probs, values
+        kl_t = kl.estimate(old.logp, old.ref_logp, cfg.kl.estimator) * batch.mask            # (B, T)
+        token_r = parts.KL_PLACEMENTS[cfg.kl.placement](r, kl_t, batch.mask, self.kl_ctl.value)  # (B, T)
+        seq_r = token_r.sum(1)                                            # (B,) what the advantage is made of
+        adv, returns = self.advantages(rows, seq_r, token_r, old, batch, valid, norm, P, K)      # (B, T)
+        flat = parts.flat_groups(scores, valid, K) if K > 1 else None     # (P,) groups without signal
+        mask = parts.loss_mask(batch.mask, valid, batch.eos, flat, K, mask_truncated=cfg.rollout.mask_truncated,
+                               drop_flat=a.dynamic_filter)                # (B, T) tokens that enter the loss
+        mask = parts.top_entropy_mask(old.entropy, mask, a.top_entropy_frac)
+        weights = self.is_weights(old, batch)                             # (B, T) sampler/learner correction
+        grad_var = self.grad_variance(batch, old, adv, mask, weights, P, K) if self.variance_due() else None
+        upd = (self.trpo_update if a.update == "trpo" else self.gradient_update)(batch, old, adv, returns, mask,
+                                                                                 weights)
         kl_seq = float(kl_t.sum(1).mean())
         self.kl_ctl.update(kl_seq, batch.mask.size(0))
-        self.ema_reward = self._ema(float(scores.mean()))
+        self.ema_reward = self._ema(float(seq_r[valid].mean()) if valid.any() else self.ema_reward)
         self.step_count += 1
-        metrics = self.metrics(scores, per_fn, batch, old, kl_seq, adv, loss_mask, zero_std, grad_var, upd,
-                               returns, time.perf_counter() - t0)
+        metrics = self.metrics(scores, per_fn, batch, old, kl_seq, adv, mask, flat, grad_var, upd, returns, weights,
+                               time.perf_counter() - t0)
+        if cfg.kl.reset_every and self.step_count % cfg.kl.reset_every == 0:
+            self.reset_reference()
         return StepResult(metrics, self.samples(rows, batch, old, kl_t, scores, adv, upd.get("logp"), K))
 
     # ---------------------------------------------------------------------------------------------- the parts
 
     def apply_live(self) -> None:
+        """lr, beta and temperature as the user set them. A changed beta also resets the adaptive controller's
+        value (it then keeps adapting from there): a live change is never silently dropped."""
         self.opt.param_groups[0]["lr"] = self.live.lr
-        if self.cfg.kl.controller == "fixed":
-            self.kl_ctl.value = self.live.kl_coef
+        if self.live.kl_coef != self._kl_applied:
+            self.kl_ctl.value = self._kl_applied = self.live.kl_coef
 
     def mode(self, train: bool) -> None:
         """model.train(train) only when it changes: each call walks every module (~9 ms a step on the tiny model)."""
@@ -238,26 +248,23 @@ class Trainer:
         return total.masked_fill(~seen, float("nan")).float(), per_fn
 
     def score(self, rows: list[dict], batch: Batch, K: int) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-        """Task reward per completion: (B,) with unscorable ones filled by their group's mean, the per-function
-        means, and (B,) bool `scorable`."""
-        valid = [ids[:L] for ids, L in zip(batch.completion_ids.tolist(), batch.lengths.long().tolist())]  # a prefix
-        r, per_fn = self.call_rewards(rows, self.completions(batch.completion_ids), batch.eos.tolist(), valid, K)
-        scorable = ~torch.isnan(r)
+        """Task reward per completion: (B,) with unscorable ones filled by their group's mean (for the reward
+        chart only: they never enter a baseline or the loss), the per-function means, and (B,) bool `valid`."""
+        lengths = batch.lengths.long().tolist()
+        valid_ids = [ids[:L] for ids, L in zip(batch.completion_ids.tolist(), lengths)]  # a prefix
+        r, per_fn = self.call_rewards(rows, self.completions(batch.completion_ids), batch.eos.tolist(), valid_ids, K)
+        valid = ~torch.isnan(r)
         g = r.view(-1, K)
         group_mean = torch.nanmean(g, 1, keepdim=True).nan_to_num(0.0).expand_as(g).reshape(-1)
-        return torch.where(scorable, r, group_mean).to(self.device), per_fn, scorable.to(self.device)
+        return torch.where(valid, r, group_mean).to(self.device), per_fn, valid.to(self.device)
 
-    def shape_rewards(self, r: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Missing-EOS penalty, DAPO's soft overlong penalty, clipping and normalisation. Shape: (B,)."""
+    def shape(self, r: torch.Tensor, batch: Batch, norm: parts.RewardNorm | None = None):
+        """The rollout's reward shaping (parts.shape_rewards) with this run's settings. Shape: (B,)."""
         ro = self.cfg.rollout
-        r = r - ro.missing_eos_penalty * (~batch.eos).float()
-        if ro.overlong_buffer:
-            r = r + ro.overlong_penalty * advantages.overlong_penalty(batch.lengths, ro.max_new_tokens, ro.overlong_buffer)
-        if ro.reward_clip:
-            r = r.clamp(-ro.reward_clip, ro.reward_clip)
-        if ro.reward_normalize:
-            r = (r - r.mean()) / (r.std() + 1e-6) if r.numel() > 1 else r - r.mean()
-        return r
+        return parts.shape_rewards(r, batch.eos, batch.lengths, missing_eos_penalty=ro.missing_eos_penalty,
+                                   max_len=ro.max_new_tokens, overlong_buffer=ro.overlong_buffer,
+                                   overlong_penalty_factor=ro.overlong_penalty, clip=ro.reward_clip,
+                                   normalize=ro.reward_normalize, norm=norm)
 
     def single_pass(self) -> bool:
         a = self.cfg.algorithm
@@ -277,7 +284,10 @@ class Trainer:
     def evaluate(self, batch: Batch) -> Old:
         """Old and reference log-probs, entropy and values. With one pass of one minibatch the old policy IS the
         current one, so the training forward (kept with its graph in `old.fresh`) supplies them: one forward
-        saved per step, as TRL does when num_iterations = 1; two when the rollout kept its graph."""
+        saved per step, as TRL does when num_iterations = 1; two when the rollout kept its graph.
+
+        The reference is computed the same way as the old log-probs (replayed like the sampling loop when that
+        loop supplied them), so a fresh adapter gives a KL of exactly 0 and no update until a reward asks."""
         a = self.cfg.algorithm
         need_all, need_hidden = a.update == "trpo", self.critic is not None
         if batch.logprobs is not None:
@@ -289,8 +299,9 @@ class Trainer:
             with torch.no_grad():
                 out = token_logprobs(self.lm, batch, self.live.temperature, with_entropy=True,
                                      with_hidden=need_hidden)
+        reference_pass = replay_logprobs if batch.logprobs is not None else token_logprobs
         with torch.no_grad(), self.policy.reference():
-            ref = token_logprobs(self.lm, batch, self.live.temperature)
+            ref = reference_pass(self.lm, batch, self.live.temperature)
         with torch.no_grad():
             values = self.critic(out["hidden"].detach()) * batch.mask if need_hidden else None
         old = Old(out["logp"].detach(), ref["logp"], out["entropy"].detach(),
@@ -298,108 +309,111 @@ class Trainer:
         old.fresh = out if self.single_pass() else None
         return old
 
-    def place_kl(self, r: torch.Tensor, kl_t: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Put the KL penalty where the config says. Returns token rewards (B, T) and sequence totals (B,)."""
-        beta, placement = self.kl_ctl.value, self.cfg.kl.placement
-        last = (mask.cumsum(1) == mask.sum(1, keepdim=True)) & mask.bool()   # (B, T) the last valid token
-        if placement == "reward_seq":
-            r = r - beta * kl_t.sum(1)
-        token_r = last.float() * r[:, None]                                   # (B, T)
-        if placement == "reward_token":
-            token_r = token_r - beta * kl_t
-        return token_r, token_r.sum(1)
-
-    def greedy_baseline(self, rows: list[dict], K: int) -> torch.Tensor:
-        """ReMax: the reward of the greedy completion of each prompt. Shape: (P,)."""
+    def greedy_rewards(self, rows: list[dict], norm: parts.RewardNorm | None) -> torch.Tensor:
+        """ReMax: the reward of the greedy completion of each prompt, shaped with the sampled batch's statistics
+        (a sample that ties the greedy answer gets advantage 0). Shape: (P,)."""
         ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], 1, self.device)
         self.mode(train=False)
-        greedy = generate(self.lm, ids, attn, max_new_tokens=self.cfg.rollout.max_new_tokens, greedy=True,
-                          eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id)
+        with torch.no_grad():
+            greedy = generate(self.lm, ids, attn, max_new_tokens=self.cfg.rollout.max_new_tokens, greedy=True,
+                              eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id)
         r, _, _ = self.score(rows, greedy, 1)
-        return self.shape_rewards(r, greedy)
+        return self.shape(r, greedy, norm)[0]
 
-    def advantages(self, seq_r: torch.Tensor, token_r: torch.Tensor, values: torch.Tensor | None, mask: torch.Tensor,
-                   P: int, K: int, greedy_r: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def advantages(self, rows, seq_r, token_r, old: Old, batch: Batch, valid, norm, P: int, K: int):
         """Token advantages (B, T), and returns (B, T) for the critic (None without one)."""
-        a = self.cfg.algorithm
+        a, mask = self.cfg.algorithm, batch.mask
         returns = None
         if a.estimator == "gae":
-            adv, returns = advantages.gae(token_r, values, mask, a.gamma, a.lam)
+            adv, returns = advantages.gae(token_r, old.values, mask, a.gamma, a.lam)
+        elif a.estimator == "positives":  # RAFT: only the accepted samples are pushed up, by 1 each
+            adv = advantages.sequence_to_tokens(parts.positives(seq_r, a.positive_threshold) * valid, mask)
         else:
-            r = seq_r.view(P, K)                                                           # (P, K)
+            r, v = seq_r.view(P, K), valid.view(P, K)                                      # (P, K)
+            inputs = parts.BaselineInputs(
+                ema=self.ema_reward,
+                greedy=self.greedy_rewards(rows, norm) if a.baseline == "greedy" else None,
+                values=old.values[:, 0].view(P, K) if old.values is not None else None)
+            b = parts.BASELINES[a.baseline](r, v, inputs)                                 # (P, K)
+            std = parts.SCALES[a.scale](r, v)                                             # (P, K)
             if a.baseline == "value":
                 # Bandit view: the completion is one action, so one-step TD is r + gamma*V(terminal) - V(s_0)
                 # = r - V(prompt). The critic learns the return r at every token (gamma = 1, reward at the end).
-                b = values[:, 0].view(P, K)
                 returns = seq_r[:, None] * mask                                            # (B, T)
-            elif a.baseline in advantages.BASELINES:
-                b = r - advantages.group_advantages(r, a.baseline, "none")
-            elif a.baseline == "moving_average":
-                b = torch.full_like(r, self.ema_reward if self.ema_reward is not None else float(r.mean()))
-            else:  # greedy
-                b = greedy_r.view(P, 1).expand_as(r)
-            std = {"none": torch.ones_like(r), "group_std": advantages.safe_std(r, dim=1).expand_as(r),
-                   "batch_std": advantages.safe_std(r.reshape(-1), dim=0).expand_as(r)}[a.scale]
             if a.estimator == "outcome":
-                adv = advantages.sequence_to_tokens(((r - b) / (std + 1e-6)).reshape(-1), mask)
+                adv = advantages.sequence_to_tokens(
+                    parts.sequence_advantages(r, b, std, a.scale != "none").reshape(-1), mask)
             else:  # returns-to-go per token, minus the sequence's baseline
                 G = advantages.returns_to_go(token_r, mask, a.gamma)                       # (B, T)
-                adv = (G - b.reshape(-1, 1)) / (std.reshape(-1, 1) + 1e-6) * mask
+                adv = parts.sequence_advantages(G, b.reshape(-1, 1), std.reshape(-1, 1), a.scale != "none") * mask
         if a.whiten:
-            adv = advantages.whiten(adv, mask)
-        return adv * mask, returns
+            adv = advantages.whiten(adv, mask * valid[:, None])
+        return adv * mask * valid[:, None], returns
 
-    def loss_mask(self, batch: Batch, seq_r: torch.Tensor, scorable: torch.Tensor, P: int, K: int):
-        """Which tokens enter the loss: drop unscorable completions, truncated ones (if asked), and groups
-        without reward variance (DAPO dynamic filtering: we drop, not resample). Also the share of such groups."""
-        keep = scorable.clone()
-        if self.cfg.rollout.mask_truncated:
-            keep &= batch.eos
-        zero_std = None
-        if K > 1:
-            flat_groups = seq_r.view(P, K).std(1) < 1e-6                                   # (P,)
-            zero_std = float(flat_groups.float().mean())
-            if self.cfg.algorithm.dynamic_filter:
-                keep &= ~flat_groups.repeat_interleave(K)
-        return batch.mask * keep[:, None].float(), zero_std
+    def is_weights(self, old: Old, batch: Batch) -> torch.Tensor | None:
+        """Importance weights that correct for sampling from another distribution than the learner's (top_p < 1
+        truncates it): parts.IS_CORRECTIONS over log pi_old - log pi_sampler. None when off."""
+        a = self.cfg.algorithm
+        if a.is_correction == "none" or batch.sampler_logp is None:
+            return None
+        log_w = (old.logp - batch.sampler_logp) * batch.mask                              # (B, T)
+        return parts.IS_CORRECTIONS[a.is_correction](log_w, batch.mask, a.is_cap)
 
-    def policy_objective(self, logp, old, adv, mask, idx=None):
-        """Policy loss + KL-in-loss + entropy bonus on rows `idx`. Returns (loss, info)."""
-        a, k = self.cfg.algorithm, self.cfg.kl
-        sel = (lambda x: x) if idx is None else (lambda x: x[idx])
-        loss, info = losses.policy_loss(logp, sel(old.logp), sel(adv), mask, kind=a.policy_loss,
+    def policy_objective(self, out, old: Old, adv, mask, weights, idx=None):
+        """The loss the policy minimises on rows `idx`: policy loss + beta * KL (if in the loss) - entropy bonus,
+        each aggregated the same way. Returns (loss, info)."""
+        a, k, max_len = self.cfg.algorithm, self.cfg.kl, self.cfg.rollout.max_new_tokens
+        sel = (lambda x: x) if idx is None else (lambda x: None if x is None else x[idx])
+        logp, old_logp = out["logp"], sel(old.logp)
+        loss, info = losses.policy_loss(logp, old_logp, sel(adv), mask, kind=a.policy_loss,
                                         clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip or None,
-                                        agg=a.aggregation, max_len=self.cfg.rollout.max_new_tokens)
+                                        agg=a.aggregation, max_len=max_len, weights=sel(weights))
         info["loss/policy"] = float(loss.detach())
         if k.placement == "loss" and self.kl_ctl.value > 0:
-            kl_loss = losses.aggregate(kl.estimate(logp, sel(old.ref_logp), k.estimator), mask, a.aggregation,
-                                       self.cfg.rollout.max_new_tokens)
+            kl_loss = losses.aggregate(kl.estimate(logp, sel(old.ref_logp), k.estimator, old_logp), mask,
+                                       a.aggregation, max_len)
             loss = loss + self.kl_ctl.value * kl_loss
             info["loss/kl"] = float(kl_loss.detach())
+        if a.entropy_coef:
+            entropy = losses.aggregate(out["entropy"], mask, a.aggregation, max_len)
+            loss = loss - a.entropy_coef * entropy
+            info["loss/entropy"] = float(entropy.detach())
         return loss, info
 
-    def gradient_update(self, batch: Batch, old: Old, adv, returns, loss_mask) -> dict[str, Any]:
-        """Adam over epochs x minibatches: the PPO loop (one pass of one minibatch for plain policy gradients)."""
+    def critic_step(self, hidden: torch.Tensor, old: Old, returns, mask, idx=None) -> dict[str, float]:
+        """The critic's loss on detached states (it never pulls the LoRA weights); returns its info. The caller
+        back-propagates it with the policy loss (Adam, own parameter group) or alone (TRPO)."""
+        a = self.cfg.algorithm
+        sel = (lambda x: x) if idx is None else (lambda x: x[idx])
+        v = self.critic(hidden.detach())
+        v_loss, v_info = losses.value_loss(v, sel(old.values), sel(returns), mask, clip=a.value_clip or None)
+        return {"value_loss": v_loss, "loss/value": float(v_loss.detach()), "value/clip_frac": v_info["clip_frac"]}
+
+    def gradient_update(self, batch: Batch, old: Old, adv, returns, loss_mask, weights=None) -> dict[str, Any]:
+        """Adam over epochs x minibatches: the PPO loop (one pass of one minibatch for plain policy gradients).
+
+        A minibatch with no token in the loss (every group flat and filtered, every completion unscorable or
+        masked) is skipped: a zero gradient would still move the weights by AdamW's momentum."""
         a, B = self.cfg.algorithm, batch.mask.size(0)
         infos: list[dict[str, float]] = []
-        last_logp = torch.zeros_like(old.logp)
+        last_logp = old.logp.clone()
+        skipped = 0
         self.mode(train=True)
         for _ in range(a.epochs):
             # one minibatch: the whole batch, in order (its prompts stay shared); else a fresh shuffle per epoch
-            order = torch.randperm(B, generator=self.gen) if a.minibatches > 1 else torch.arange(B)
+            order = torch.randperm(B, generator=self.cpu_gen) if a.minibatches > 1 else torch.arange(B)
             for idx in order.to(self.device).chunk(a.minibatches):
                 mb, mask = (batch, loss_mask) if a.minibatches == 1 else (batch.select(idx), loss_mask[idx])
+                if not mask.any():
+                    skipped += 1
+                    continue
                 out = old.fresh or token_logprobs(self.lm, mb, self.live.temperature,
                                                   with_entropy=a.entropy_coef > 0, with_hidden=self.critic is not None)
-                loss, info = self.policy_objective(out["logp"], old, adv, mask, idx)
-                if a.entropy_coef:
-                    loss = loss - a.entropy_coef * losses.aggregate(out["entropy"], mask, a.aggregation)
+                loss, info = self.policy_objective(out, old, adv, mask, weights, idx)
                 if self.critic is not None:
-                    v = self.critic(out["hidden"].detach())
-                    v_loss, v_info = losses.value_loss(v, old.values[idx], returns[idx], mask,
-                                                       clip=a.value_clip or None)
-                    loss = loss + a.vf_coef * v_loss
-                    info.update({"loss/value": float(v_loss.detach()), "value/clip_frac": v_info["clip_frac"]})
+                    v = self.critic_step(out["hidden"], old, returns, mask, idx)
+                    loss = loss + v.pop("value_loss")  # separate parameters and optimiser group: no weight needed
+                    info.update(v)
                 info["loss/total"] = float(loss.detach())
                 self.ensure_finite(loss, "loss")
                 self.opt.zero_grad(set_to_none=True)
@@ -408,29 +422,30 @@ class Trainer:
                 self.opt.step()
                 last_logp[idx] = out["logp"].detach()
                 infos.append(info)
-        return {**_mean_dicts(infos), "logp": last_logp}
+        total = a.epochs * a.minibatches
+        return {**_mean_dicts(infos), "logp": last_logp, "update/skipped_frac": skipped / total}
 
-    def trpo_update(self, batch: Batch, old: Old, adv, returns, loss_mask) -> dict[str, Any]:
-        """Natural-gradient step (Schulman et al. 2015): g = grad of the surrogate, s = F^-1 g by conjugate
-        gradient with Fisher-vector products of the exact per-token KL, scaled to the trust region, then a
-        backtracking line search on the real surrogate and KL. The critic takes one Adam step on its own."""
+    def trpo_update(self, batch: Batch, old: Old, adv, returns, loss_mask, weights=None) -> dict[str, Any]:
+        """Natural-gradient step (Schulman et al. 2015): g = grad of the importance-ratio surrogate, s = F^-1 g by
+        conjugate gradient with Fisher-vector products of the exact per-token KL, scaled to the trust region,
+        then a backtracking line search on the same surrogate and the real KL. The critic is then fitted for
+        `critic_iters` Adam steps on the batch (Schulman et al. 2016 fit V by several iterations per batch)."""
         a, mask = self.cfg.algorithm, loss_mask
         params = self.params
         self.mode(train=True)
+        if not mask.any():
+            return {"logp": old.logp, "update/skipped_frac": 1.0}
 
         def forward(with_hidden=False):
-            return token_logprobs(self.lm, batch, self.live.temperature, with_hidden=with_hidden)
-
-        def surrogate(out):
-            loss, info = self.policy_objective(out["logp"], old, adv, mask)
-            return loss, info
+            return token_logprobs(self.lm, batch, self.live.temperature, with_entropy=a.entropy_coef > 0,
+                                  with_hidden=with_hidden)
 
         def mean_kl(out):  # KL(pi_old || pi_theta) per valid token, exact over the vocabulary
             kl_tok = (old.logp_all.exp() * (old.logp_all - out["logp_all"])).sum(-1)
             return (kl_tok * batch.mask).sum() / batch.mask.sum().clamp(min=1)
 
         out = forward(with_hidden=self.critic is not None)
-        loss, info = surrogate(out)
+        loss, info = self.policy_objective(out, old, adv, mask, weights)
         self.ensure_finite(loss, "loss")
         g = trpo.flat_grad(loss, params, retain_graph=True)
         grad_kl = trpo.flat_grad(mean_kl(out), params, create_graph=True)
@@ -446,44 +461,63 @@ class Trainer:
         def at(x, what):
             trpo.set_flat_params(params, x)
             o = forward()
-            return float(surrogate(o)[0]) if what == "loss" else float(mean_kl(o))
+            return float(self.policy_objective(o, old, adv, mask, weights)[0]) if what == "loss" else float(mean_kl(o))
 
         x_new, ls = trpo.line_search(lambda x: at(x, "loss"), x0, step, expected, lambda x: at(x, "kl"), a.trpo_max_kl)
         trpo.set_flat_params(params, x_new)
         info.update({"grad/norm": float(g.norm()), "trpo/step_frac": float(ls["step_frac"]),
                      "trpo/accepted": float(ls["accepted"]), "trpo/kl": float(ls["kl"])})
         if self.critic is not None:
-            v = self.critic(out["hidden"].detach())
-            v_loss, v_info = losses.value_loss(v, old.values, returns, mask, clip=a.value_clip or None)
-            self.opt.zero_grad(set_to_none=True)
-            v_loss.backward()  # the critic reads detached states: only its own parameters get gradients
-            self.opt.step()
-            info.update({"loss/value": float(v_loss.detach()), "value/clip_frac": v_info["clip_frac"]})
-        info["loss/total"] = info["loss/policy"] + a.vf_coef * info.get("loss/value", 0.0)
+            hidden = out["hidden"].detach()
+            for _ in range(a.critic_iters):
+                v = self.critic_step(hidden, old, returns, mask)
+                self.opt.zero_grad(set_to_none=True)
+                v.pop("value_loss").backward()  # the critic reads detached states: only its parameters move
+                self.opt.step()
+            info.update(v)
+        info["loss/total"] = info["loss/policy"] + info.get("loss/value", 0.0)
         with torch.no_grad():
             info["logp"] = forward()["logp"]
-        return info
+        return {**info, "update/skipped_frac": 0.0}
+
+    def reset_reference(self) -> None:
+        """ProRL's reference reset (Liu et al. 2025, ProRL, arXiv:2505.24864): the current policy becomes the
+        reference. The adapter's update is merged into the frozen weights, B is zeroed (so the policy is
+        unchanged and its KL to the new reference is exactly 0) and the adapter's Adam state is cleared."""
+        with torch.no_grad():
+            for layer in self.model.modules():
+                if hasattr(layer, "lora_B") and hasattr(layer, "get_delta_weight") and "default" in layer.lora_B:
+                    layer.get_base_layer().weight += layer.get_delta_weight("default").to(
+                        layer.get_base_layer().weight.dtype)
+                    layer.lora_B["default"].weight.zero_()
+        for p in self.params:
+            self.opt.state.pop(p, None)
+        if self.lm is not self.model:  # the fast path concatenated the old frozen weights once: build it again
+            self.lm = fast_decoder(self.model)[0] or self.model
+        self.kl_ctl.value = self.live.kl_coef
 
     def variance_due(self) -> bool:
         r = self.cfg.run
         return r.grad_variance and self.step_count % r.grad_variance_every == 0
 
-    def grad_variance(self, batch: Batch, old: Old, adv, loss_mask, P: int, K: int) -> float | None:
-        """Trace of the covariance of the policy-gradient estimate, from G groups of prompts (see module doc)."""
+    def grad_variance(self, batch: Batch, old: Old, adv, loss_mask, weights, P: int, K: int) -> float | None:
+        """Trace of the covariance of the policy-gradient estimate (parts.gradient_variance), from G groups of
+        prompts, each back-propagating the step's own policy loss."""
         G = min(4, P)
         if G < 2:
             return None
+        a = self.cfg.algorithm
         self.mode(train=True)
         grads = []
         for chunk in torch.arange(P).chunk(G):
             idx = (chunk[:, None] * K + torch.arange(K)).reshape(-1).to(self.device)
             out = token_logprobs(self.lm, batch.select(idx, k=K), self.live.temperature)
-            loss, _ = losses.policy_loss(out["logp"], old.logp[idx], adv[idx], loss_mask[idx],
-                                         kind="pg" if self.cfg.algorithm.policy_loss == "pg" else "clip",
-                                         agg=self.cfg.algorithm.aggregation, max_len=self.cfg.rollout.max_new_tokens)
+            loss, _ = losses.policy_loss(out["logp"], old.logp[idx], adv[idx], loss_mask[idx], kind=a.policy_loss,
+                                         clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip or None,
+                                         agg=a.aggregation, max_len=self.cfg.rollout.max_new_tokens,
+                                         weights=None if weights is None else weights[idx])
             grads.append(trpo.flat_grad(loss, self.params).detach())
-        g = torch.stack(grads)                                                            # (G, n_params)
-        return float(((g - g.mean(0)) ** 2).sum() / (G - 1) / G)
+        return parts.gradient_variance(torch.stack(grads))                                # (G, n_params)
 
     def clip_grads(self) -> float:
         clip = self.cfg.optim.grad_clip
@@ -497,13 +531,16 @@ class Trainer:
                                 "the weights were not updated. Lower the learning rate or the KL coefficient, "
                                 "or clip rewards.")
 
-    def _ema(self, x: float) -> float:
+    def _ema(self, x: float | None) -> float | None:
+        """The moving-average baseline's update with this batch's mean shaped sequence reward."""
         d = self.cfg.algorithm.ema_decay
-        return x if self.ema_reward is None else d * self.ema_reward + (1 - d) * x
+        if x is None or self.ema_reward is None:
+            return x
+        return d * self.ema_reward + (1 - d) * x
 
     # ------------------------------------------------------------------------------------------------- records
 
-    def metrics(self, scores, per_fn, batch, old, kl_seq, adv, loss_mask, zero_std, grad_var, upd, returns,
+    def metrics(self, scores, per_fn, batch, old, kl_seq, adv, loss_mask, flat, grad_var, upd, returns, weights,
                 step_s) -> dict[str, float]:
         self.ensure_finite(scores, "reward")
         mask = batch.mask
@@ -524,17 +561,23 @@ class Trainer:
         if self.cfg.kl.placement != "none":
             m["kl/coef"] = float(self.kl_ctl.value)
         for key in ("clip_frac", "clip_frac_low", "clip_frac_high"):
-            if key in upd and self.cfg.algorithm.policy_loss != "pg":  # nothing is clipped in plain pg
+            if key in upd and losses.POLICY_LOSSES[self.cfg.algorithm.policy_loss].clips:
                 m[key.replace("clip_frac", "clip/frac")] = upd[key]
         for key, name in (("ratio_mean", "ratio/mean"), ("ratio_max", "ratio/max"), ("approx_kl", "approx_kl")):
             if key in upd:
                 m[name] = upd[key]
-        for key in ("loss/policy", "loss/value", "loss/kl", "loss/total", "grad/norm", "value/clip_frac",
-                    "trpo/step_frac", "trpo/accepted", "trpo/kl"):
+        for key in ("loss/policy", "loss/value", "loss/kl", "loss/entropy", "loss/total", "grad/norm",
+                    "value/clip_frac", "trpo/step_frac", "trpo/accepted", "trpo/kl", "update/skipped_frac"):
             if key in upd:
                 m[key] = upd[key]
-        if zero_std is not None:
-            m["groups/zero_std_frac"] = zero_std
+        if flat is not None:
+            m["groups/zero_std_frac"] = float(flat.float().mean())
+        if weights is not None:
+            w = weights[mask > 0]
+            m["is/weight_mean"] = float(w.mean()) if w.numel() else 1.0
+            m["is/zero_frac"] = float((w == 0).float().mean()) if w.numel() else 0.0
+        if self.cfg.algorithm.top_entropy_frac:
+            m["tokens/trained_frac"] = float(loss_mask.sum() / n_tok)
         if grad_var is not None:
             m["grad/variance"] = grad_var
         if returns is not None:

@@ -78,3 +78,63 @@ def test_controllers_value_can_be_set_live():
     a.update(torch.tensor(2.0), n_steps=10)  # e = 0.2 (clipped from 1.0)
     assert a.value == pytest.approx(0.5 * 1.02)
     assert set(kl.CONTROLLERS) == {"fixed", "adaptive"}
+
+
+# ---- what each estimator's gradient is, in the loss (Tang & Munos 2025), by exact expectation
+
+
+def _expected_grad(kind):
+    """E_{y ~ pi}[grad_theta k(y)] for a softmax policy over 4 tokens, exactly (a sum over the vocabulary). The
+    samples come from pi, so differentiating the expectation of a loss term c(y) means E[grad c] (the sampling
+    distribution is not differentiated: that is what putting the estimator in the loss does)."""
+    theta = torch.tensor([0.3, -0.2, 0.5, 0.1], dtype=torch.float64, requires_grad=True)
+    ref = torch.log_softmax(torch.tensor([0.0, 0.4, -0.3, 0.2], dtype=torch.float64), 0)
+    logp = torch.log_softmax(theta, 0)
+    probs = logp.exp().detach()
+    k = kl.estimate(logp, ref, kind)  # per token of the vocabulary, as if each were sampled
+    (g,) = torch.autograd.grad((probs * k).sum(), theta)
+    return g, theta, ref
+
+
+def _true_grad(direction):
+    theta = torch.tensor([0.3, -0.2, 0.5, 0.1], dtype=torch.float64, requires_grad=True)
+    ref = torch.log_softmax(torch.tensor([0.0, 0.4, -0.3, 0.2], dtype=torch.float64), 0)
+    logp = torch.log_softmax(theta, 0)
+    value = (logp.exp() * (logp - ref)).sum() if direction == "pi||ref" else (ref.exp() * (ref - logp)).sum()
+    (g,) = torch.autograd.grad(value, theta)
+    return g
+
+
+def test_k1_in_the_loss_has_zero_expected_gradient():
+    g, _, _ = _expected_grad("k1")
+    assert torch.allclose(g, torch.zeros(4, dtype=torch.float64), atol=1e-12)
+
+
+def test_k2_in_the_loss_follows_kl_pi_ref():
+    assert torch.allclose(_expected_grad("k2")[0], _true_grad("pi||ref"), atol=1e-12)
+
+
+def test_k3_in_the_loss_follows_kl_ref_pi():
+    g = _expected_grad("k3")[0]
+    assert torch.allclose(g, _true_grad("ref||pi"), atol=1e-12)
+    assert not torch.allclose(g, _true_grad("pi||ref"), atol=1e-3)
+
+
+def test_importance_corrected_k3_follows_kl_pi_ref_with_k3s_value():
+    g = _expected_grad("k3_is")[0]
+    assert torch.allclose(g, _true_grad("pi||ref"), atol=1e-12)
+    logp, ref = torch.tensor([-1.0, -2.0]), torch.tensor([-1.5, -1.0])
+    assert torch.equal(kl.estimate(logp, ref, "k3_is"), kl.estimate(logp, ref, "k3"))  # on-policy: same value
+    assert kl.LOSS_GRADIENT.keys() == kl.ESTIMATORS.keys()
+
+
+def test_k3_keeps_its_digits_at_small_log_ratios_in_float32():
+    """At log-ratios of 1e-4 (early training) the naive ratio - 1 - log ratio in float32 is more than 2x off;
+    expm1(d) - d keeps float64's value to 1e-3 relative."""
+    d64 = torch.full((5,), 1e-4, dtype=torch.float64) * torch.arange(1, 6)
+    exact = torch.expm1(d64) - d64
+    logp = torch.zeros(5)
+    got = kl.estimate(logp, d64.float(), "k3").double()
+    naive = (d64.float().exp() - 1 - d64.float()).double()
+    assert torch.allclose(got, exact, rtol=1e-3)
+    assert ((naive - exact).abs() / exact).max() > 1.0

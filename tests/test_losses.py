@@ -31,11 +31,13 @@ def test_aggregate_hand_values():
 
 
 def test_aggregate_all_masked_row_and_batch():
-    """An empty row (padding inf) is skipped by the per-sequence mean, counts as 0 in the sums; an empty batch gives 0."""
+    """An empty row (padding inf) is skipped by both per-sequence means (a fully masked row is no sequence: it must
+    not dilute the others, as in the token and sequence means); the constant normaliser of Dr. GRPO keeps B;
+    an empty batch gives 0."""
     lt, m = t(LOSS + [[INF, INF, INF]]), t(MASK + [[0, 0, 0]])
     assert L.aggregate(lt, m, "token_mean").item() == pytest.approx(2.5)
     assert L.aggregate(lt, m, "seq_mean_token_mean").item() == pytest.approx(3.0)
-    assert L.aggregate(lt, m, "seq_mean_token_sum").item() == pytest.approx(10 / 3)
+    assert L.aggregate(lt, m, "seq_mean_token_sum").item() == pytest.approx(10 / 2)
     assert L.aggregate(lt, m, "seq_mean_token_sum_norm").item() == pytest.approx(10 / 9)
     for mode in L.AGGREGATIONS:
         assert L.aggregate(lt, torch.zeros(3, 3), mode).item() == 0.0
@@ -271,3 +273,65 @@ def test_explained_variance_hand_values():
         t([[1.0, 2.0, 3.0, 5.0, 99.0]]), t([[1.0, 2.0, 3.0, 4.0, 0.0]]), t([[1, 1, 1, 1, 0]])
     )
     assert masked == pytest.approx(0.85)
+
+
+# ---------------------------------------------------------------- the 2025 losses and the IS weights
+
+
+def test_ratio_loss_is_trpos_surrogate():
+    """-rho * A: at rho = 1.5, A = 2 the loss is -3 and its gradient in log pi is -rho * A = -3."""
+    logp, old = batch([1.5])
+    loss, _ = L.policy_loss(logp, old, t([[2.0]]), torch.ones(1, 1), kind="ratio")
+    assert loss.item() == pytest.approx(-3.0)
+    assert grad_of("ratio", logp, old, t([[2.0]]), torch.ones(1, 1)).item() == pytest.approx(-3.0)
+
+
+def test_cispo_clip_fraction_counts_every_clipped_weight():
+    """CISPO clips the weight whatever the advantage's sign: ratios 1.5 (A < 0) and 0.5 (A > 0) with range
+    [0.8, 1.2] are both clipped (a PPO-style count would report 0)."""
+    logp, old = batch([1.5, 0.5, 1.0])
+    _, info = L.policy_loss(logp, old, t([[-1.0, 1.0, 1.0]]), torch.ones(1, 3), kind="cispo", clip_low=0.2,
+                            clip_high=0.2)
+    assert info["clip_frac_high"] == pytest.approx(1 / 3) and info["clip_frac_low"] == pytest.approx(1 / 3)
+    _, ppo = L.policy_loss(logp, old, t([[-1.0, 1.0, 1.0]]), torch.ones(1, 3), kind="clip")
+    assert ppo["clip_frac"] == 0.0
+
+
+def test_gmpo_hand_values():
+    """GMPO: token log-ratios log 2 and log 0.5 with A = 1 and eps 0.4: sgn-aware clip gives min(log 2, 0.4) =
+    0.4 and min(-log 2, -0.4) = -log 2; their mean (0.4 - log 2) / 2, exponentiated, times -A."""
+    logp, old = batch([2.0, 0.5])
+    loss, _ = L.policy_loss(logp, old, t([[1.0, 1.0]]), torch.ones(1, 2), kind="gmpo", clip_low=0.4, clip_high=0.4)
+    assert loss.item() == pytest.approx(-math.exp((0.4 - math.log(2)) / 2), rel=1e-6)
+    # A < 0 flips which side binds: max(log 2, ...) keeps log 2 ... clip(-0.4) -> -0.4
+    loss, _ = L.policy_loss(logp, old, t([[-1.0, -1.0]]), torch.ones(1, 2), kind="gmpo", clip_low=0.4, clip_high=0.4)
+    assert loss.item() == pytest.approx(math.exp((math.log(2) - 0.4) / 2), rel=1e-6)
+
+
+def test_sapo_gate_has_ppos_gradient_at_ratio_one_and_fades_away_from_it():
+    """f(r) = 4/tau sigmoid(tau (r - 1)): df/dr at r = 1 is 1, so the first step is REINFORCE's; at r = 3 the
+    gradient is 4 sigmoid'(2) = 0.42 of it (a hard clip would give 0)."""
+    one, old1 = batch([1.0])
+    assert grad_of("sapo", one, old1, t([[1.0]]), torch.ones(1, 1)).item() == pytest.approx(-1.0)
+    three, old3 = batch([3.0])
+    s = 1 / (1 + math.exp(-2.0))
+    g = grad_of("sapo", three, old3, t([[1.0]]), torch.ones(1, 1)).item()  # d/dlogp = f'(r) * r
+    assert g == pytest.approx(-4 * s * (1 - s) * 3.0, rel=1e-5)
+    loss, _ = L.policy_loss(one, old1, t([[-1.0]]), torch.ones(1, 1), kind="sapo")
+    assert loss.item() == pytest.approx(4 / 1.05 * 0.5)  # A < 0 uses tau 1.05
+
+
+def test_importance_weights_multiply_the_token_loss():
+    """weights scale each token's loss (detached); 0 drops a token."""
+    logp = t([[-1.0, -2.0]]).requires_grad_()
+    loss, _ = L.policy_loss(logp, logp.detach(), t([[1.0, 1.0]]), torch.ones(1, 2), kind="pg",
+                            agg="token_mean", weights=t([[0.5, 0.0]]))
+    assert loss.item() == pytest.approx(0.5 * 1.0 / 2)
+    (g,) = torch.autograd.grad(loss, logp)
+    assert g.tolist() == [[-0.25, 0.0]]
+
+
+def test_every_loss_declares_its_level_and_whether_it_clips():
+    for name, fn in L.POLICY_LOSSES.items():
+        assert fn.level in ("token", "sequence") and isinstance(fn.clips, bool), name
+    assert L.POLICY_LOSSES["gspo"].level == L.POLICY_LOSSES["gmpo"].level == "sequence"
