@@ -1,6 +1,6 @@
 """Learning benchmark: every recipe on each task of the tiny world, on CPU. Prints a Markdown table.
 
-    python benchmarks/learning.py [--steps 100] [--tasks arithmetic,sentiment,length] [--recipes grpo,ppo]
+    python benchmarks/learning.py [--steps 100] [--tasks arithmetic,sentiment,length] [--recipes grpo,ppo,PRESET]
                                   [--seed 0] [--threads 1]
 
 Columns: mean reward over the first 5 steps and the last 10, the gain, the noise (standard deviation of the
@@ -22,13 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from labcore.algorithms import RECIPES  # noqa: E402
-from labcore.config import build  # noqa: E402
+from labcore.config import apply, build, list_presets, load_preset  # noqa: E402
 from labcore.tasks import TASKS  # noqa: E402
 from labcore.trainer import Trainer  # noqa: E402
 
 
 def run(recipe: str, task: str, steps: int, seed: int) -> dict:
-    cfg = build(recipe, {"rollout.task": task, "run.steps": steps, "run.seed": seed, "run.grad_variance": False})
+    over = {"rollout.task": task, "run.steps": steps, "run.seed": seed, "run.grad_variance": False}
+    if recipe in list_presets() and recipe not in RECIPES:  # a preset: its own settings, then these
+        cfg = apply(load_preset(recipe), over)
+    else:
+        cfg = build(recipe, over)
     trainer = Trainer(cfg)
     rewards, t0 = [], time.perf_counter()
     for _ in range(steps):
@@ -50,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for the tiny model)")
     args = p.parse_args(argv)
     tasks = [t for t in args.tasks.split(",") if t]
-    unknown = [t for t in tasks if t not in TASKS] + [r for r in args.recipes.split(",") if r not in RECIPES]
+    unknown = [t for t in tasks if t not in TASKS] + [r for r in args.recipes.split(",")
+                                                      if r not in RECIPES and r not in list_presets()]
     if unknown:
         print(f"unknown task or recipe: {', '.join(unknown)}", file=sys.stderr)
         return 2

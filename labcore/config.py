@@ -96,6 +96,8 @@ class AlgorithmConfig:
     entropy_coef: float = _f(0.0, "Entropy bonus: the loss subtracts this times the mean entropy.")
     ema_decay: float = _f(0.9, "Decay of the moving-average baseline.")
     dynamic_filter: bool = _f(False, "DAPO dynamic filtering: drop groups whose task rewards do not vary.")
+    resample_rounds: int = _f(0, "DAPO dynamic sampling: up to this many extra rounds of P prompts to fill the batch "
+                                 "with groups whose task rewards vary. 0 = none (filtering alone shrinks the batch).")
     top_entropy_frac: float = _f(0.0, "Train only on this share of the batch's highest-entropy tokens (0.2: Wang et al. "
                                       "2025's 80/20 rule). 0 = every token.")
     is_correction: str = _f("none", "Sampler/learner mismatch correction: importance weights pi_learner/pi_sampler, "
@@ -330,6 +332,10 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
     if not math.isfinite(a.positive_threshold):
         p.append(f"algorithm.positive_threshold = {a.positive_threshold!r} must be a finite number.")
     positive("algorithm.critic_iters", a.critic_iters, integer=True)
+    if a.resample_rounds < 0:
+        p.append(f"algorithm.resample_rounds = {a.resample_rounds!r} must be >= 0 (0 samples one round only).")
+    if a.resample_rounds and r.samples_per_prompt < 2:
+        p.append("algorithm.resample_rounds needs rollout.samples_per_prompt >= 2: a group of one never varies.")
     if a.update == "trpo" and losses.POLICY_LOSSES.get(a.policy_loss) is not None and \
             losses.POLICY_LOSSES[a.policy_loss].level == "sequence":
         p.append(f"algorithm.policy_loss = {a.policy_loss!r} is a sequence-level loss; TRPO's surrogate is per token: "

@@ -93,10 +93,10 @@ RECIPES: dict[str, Recipe] = {
          "kl.placement": "none", "kl.estimator": "k3", "kl.coef": 0.0}),
     "dapo": Recipe(
         "DAPO", "Yu et al. 2025, DAPO: An Open-Source LLM Reinforcement Learning System at Scale",
-        "Clip-higher (epsilon_high 0.28), token-mean loss, dynamic filtering of groups without reward variance, "
-        "a soft overlong penalty, and no KL.",
+        "Clip-higher (epsilon_high 0.28), token-mean loss, dynamic sampling (groups without reward variance are "
+        "resampled, up to 3 extra rounds, then dropped), a soft overlong penalty, and no KL.",
         {**_GROUP, "algorithm.clip_high": 0.28, "algorithm.aggregation": "token_mean",
-         "algorithm.dynamic_filter": True, "algorithm.minibatches": 2, "rollout.overlong_buffer": 2,
+         "algorithm.dynamic_filter": True, "algorithm.resample_rounds": 3, "algorithm.minibatches": 2, "rollout.overlong_buffer": 2,
          "kl.placement": "none", "kl.estimator": "k3", "kl.coef": 0.0}),
     "reinforce_pp": Recipe(
         "REINFORCE++", "Hu 2025, REINFORCE++: A Simple and Efficient Approach for Aligning LLMs",

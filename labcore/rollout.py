@@ -53,10 +53,35 @@ class Batch:
     def lengths(self) -> torch.Tensor:
         return self.mask.sum(1)  # (B,)
 
+    @staticmethod
+    def concat(batches: list[Batch], pad_id: int) -> Batch:
+        """Rows of several batches in order, prompts left-padded and completions right-padded to common widths
+        (the graph a sampling loop kept is not carried). k is kept when every batch has the same."""
+        Tp = max(b.prompt_ids.size(1) for b in batches)
+        T = max(b.completion_ids.size(1) for b in batches)
+
+        def left(x, width, value):
+            return torch.nn.functional.pad(x, (width - x.size(1), 0), value=value)
+
+        def right(x, width, value):
+            return torch.nn.functional.pad(x, (0, width - x.size(1)), value=value)
+
+        out = Batch(torch.cat([left(b.prompt_ids, Tp, pad_id) for b in batches]),
+                    torch.cat([left(b.prompt_mask, Tp, 0) for b in batches]),
+                    torch.cat([right(b.completion_ids, T, pad_id) for b in batches]),
+                    torch.cat([right(b.mask, T, 0.0) for b in batches]),
+                    torch.cat([b.eos for b in batches]),
+                    batches[0].k if len({b.k for b in batches}) == 1 else 1)
+        if all(b.sampler_logp is not None for b in batches):
+            out.sampler_logp = torch.cat([right(b.sampler_logp, T, 0.0) for b in batches])
+        return out
+
     def select(self, idx: torch.Tensor, k: int = 1) -> Batch:
         """Rows `idx`; pass k when idx takes whole groups in order, so the prompts stay shared."""
-        return Batch(self.prompt_ids[idx], self.prompt_mask[idx], self.completion_ids[idx], self.mask[idx],
-                     self.eos[idx], k)
+        out = Batch(self.prompt_ids[idx], self.prompt_mask[idx], self.completion_ids[idx], self.mask[idx],
+                    self.eos[idx], k)
+        out.sampler_logp = None if self.sampler_logp is None else self.sampler_logp[idx]
+        return out
 
 
 def encode_prompts(tokenizer, prompts: list[str], repeat: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -143,6 +143,7 @@ class Trainer:
         self.cpu_gen = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
         self._kl_applied = cfg.kl.coef
         self.ema_reward: float | None = None
+        self.resampled = 0  # DAPO dynamic sampling: extra rounds the last step drew
         self.step_count = 0
         self.t_start = time.perf_counter()
 
@@ -153,9 +154,7 @@ class Trainer:
         t0 = time.perf_counter()
         self.apply_live()
         cfg, a, P, K = self.cfg, self.cfg.algorithm, self.cfg.rollout.prompts_per_step, self.cfg.rollout.samples_per_prompt
-        rows = self.prompts(P)                                            # P prompt rows
-        batch = self.sample(rows, K)                                      # B = P*K completions
-        scores, per_fn, valid = self.score(rows, batch, K)                # (B,) task reward, (B,) scorable
+        rows, batch, scores, per_fn, valid, seen = self.rollout(P, K)    # B = P*K completions, (B,) task reward
         r, norm = self.shape(scores, batch)                               # (B,) EOS / overlong / clip / normalise
         old = self.evaluate(batch)                                        # old and reference log-probs, values
         kl_t = kl.estimate(old.logp, old.ref_logp, cfg.kl.estimator) * batch.mask            # (B, T)
@@ -174,7 +173,7 @@ class Trainer:
         self.kl_ctl.update(kl_seq, batch.mask.size(0))
         self.ema_reward = self._ema(float(seq_r[valid].mean()) if valid.any() else self.ema_reward)
         self.step_count += 1
-        metrics = self.metrics(scores, per_fn, batch, old, kl_seq, adv, mask, flat, grad_var, upd, returns, weights,
+        metrics = self.metrics(seen, per_fn, batch, old, kl_seq, adv, mask, flat, grad_var, upd, returns, weights,
                                time.perf_counter() - t0)
         if cfg.kl.reset_every and self.step_count % cfg.kl.reset_every == 0:
             self.reset_reference()
@@ -193,6 +192,42 @@ class Trainer:
         """model.train(train) only when it changes: each call walks every module (~9 ms a step on the tiny model)."""
         if self.model.training != train:
             self.model.train(train)
+
+    def rollout(self, P: int, K: int):
+        """P prompts, K completions each, scored: (rows, batch, task scores (B,), per-function means, valid (B,),
+        the first round's scores (B,) for the reward chart). With DAPO's dynamic sampling (resample_rounds > 0),
+        groups whose task rewards do not vary are replaced by groups of fresh prompts, for up to that many extra
+        rounds; flat groups of the first round fill what is still missing (the filter then drops them)."""
+        rows = self.prompts(P)
+        batch = self.sample(rows, K)
+        scores, per_fn, valid = self.score(rows, batch, K)
+        rounds = self.cfg.algorithm.resample_rounds
+        self.resampled = 0
+        if not rounds:
+            return rows, batch, scores, per_fn, valid, scores
+        pool = [(rows, batch, scores, valid)]
+        signal = [~parts.flat_groups(scores, valid, K)]                  # (P,) per round
+        while sum(int(s.sum()) for s in signal) < P and self.resampled < rounds:
+            self.resampled += 1
+            more = self.prompts(P)
+            b = self.sample(more, K)
+            sc, _, v = self.score(more, b, K)
+            pool.append((more, b, sc, v))
+            signal.append(~parts.flat_groups(sc, v, K))
+        picks = [(i, g) for i, s in enumerate(signal) for g in s.nonzero().flatten().tolist()]
+        picks = (picks + [(0, g) for g in (~signal[0]).nonzero().flatten().tolist()])[:P]
+        picks.sort()
+        parts_rows, parts_batches, parts_scores, parts_valid = [], [], [], []
+        for i in sorted({i for i, _ in picks}):
+            groups = torch.tensor([g for j, g in picks if j == i])
+            idx = (groups[:, None] * K + torch.arange(K)).reshape(-1).to(self.device)
+            r, b, sc, v = pool[i]
+            parts_rows += [r[g] for g in groups.tolist()]
+            parts_batches.append(b.select(idx, k=K))
+            parts_scores.append(sc[idx])
+            parts_valid.append(v[idx])
+        batch = Batch.concat(parts_batches, self.tok.pad_token_id)
+        return parts_rows, batch, torch.cat(parts_scores), per_fn, torch.cat(parts_valid), scores
 
     def prompts(self, P: int) -> list[dict]:
         rows = self.task.make_prompts(self.rng, P)
@@ -277,7 +312,7 @@ class Trainer:
         But that graph keeps every decoding step's keys and values: about rows * (T*Tp + T^2/2) cached token
         states per layer, against rows * (Tp + T) for one forward pass. So it is used only while that stays under
         ROLLOUT_GRAPH_BYTES: always for the built-in model, not for long completions of a real one."""
-        return (self.single_pass() and self.cfg.model.lora_dropout == 0 and
+        return (self.single_pass() and self.cfg.model.lora_dropout == 0 and not self.cfg.algorithm.resample_rounds and
                 rollout_graph_fits(self.model.config, self.policy.dtype, rows, prompt_len,
                                    self.cfg.rollout.max_new_tokens))
 
@@ -572,6 +607,8 @@ class Trainer:
                 m[key] = upd[key]
         if flat is not None:
             m["groups/zero_std_frac"] = float(flat.float().mean())
+        if self.cfg.algorithm.resample_rounds:
+            m["groups/resample_rounds"] = float(self.resampled)
         if weights is not None:
             w = weights[mask > 0]
             m["is/weight_mean"] = float(w.mean()) if w.numel() else 1.0

@@ -206,3 +206,35 @@ def test_zero_advantages_mean_zero_update_on_a_smollm2_shaped_model(tmp_path, fa
     kls = [trainer.train_step().metrics["kl/mean"] for _ in range(3)]
     assert kls == [0.0, 0.0, 0.0]
     assert torch.equal(lora(trainer), before)
+
+
+def test_dynamic_sampling_refills_the_batch_with_groups_that_carry_signal():
+    """DAPO's dynamic sampling: a reward that varies only on prompts whose first number is even leaves about
+    half the groups of a round flat; extra rounds replace them, so the trained batch has none (seed fixed)."""
+    def half(prompts, completions, **kw):
+        return [float(i % 2) if int(p.split()[0]) % 2 == 0 else 0.0 for i, p in enumerate(prompts)]
+
+    trainer = Trainer(build("dapo", {**SMALL, "algorithm.minibatches": 1, "rollout.overlong_buffer": 0,
+                                     "algorithm.resample_rounds": 4}))
+    trainer.task = dataclasses.replace(trainer.task, reward_funcs=(half,), reward_weights=(1.0,))
+    result = trainer.train_step()
+    m = result.metrics
+    assert m["groups/resample_rounds"] >= 1 and m["groups/zero_std_frac"] == 0.0
+    assert len({s["prompt"] for s in result.samples}) >= 1 and m["update/skipped_frac"] == 0.0
+    single = Trainer(build("dapo", {**SMALL, "algorithm.minibatches": 1, "rollout.overlong_buffer": 0,
+                                    "algorithm.resample_rounds": 0}))
+    single.task = trainer.task
+    assert single.train_step().metrics["groups/zero_std_frac"] > 0
+
+
+def test_batches_concatenate_with_their_padding():
+    from labcore.rollout import Batch
+
+    a = Batch(torch.tensor([[5, 6]]), torch.tensor([[1, 1]]), torch.tensor([[7, 0, 0]]), torch.tensor([[1.0, 0, 0]]),
+              torch.tensor([True]), 1)
+    b = Batch(torch.tensor([[9]]), torch.tensor([[1]]), torch.tensor([[3]]), torch.tensor([[1.0]]),
+              torch.tensor([False]), 1)
+    c = Batch.concat([a, b], pad_id=0)
+    assert c.prompt_ids.tolist() == [[5, 6], [0, 9]] and c.prompt_mask.tolist() == [[1, 1], [0, 1]]
+    assert c.completion_ids.tolist() == [[7, 0, 0], [3, 0, 0]] and c.mask.tolist() == [[1, 0, 0], [1, 0, 0]]
+    assert c.eos.tolist() == [True, False]
