@@ -29,8 +29,49 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def _f(default: Any, help: str, **choices: Any) -> Any:
-    return field(default=default, metadata={"help": help, **choices})
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: lo..hi, each end open or closed; `hint` follows the message."""
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+    hint: str = ""
+
+    def holds(self, v: float) -> bool:
+        if not math.isfinite(v):
+            return False
+        return (v > self.lo if self.lo_open else v >= self.lo) and (v < self.hi if self.hi_open else v <= self.hi)
+
+    def problem(self, where: str, v: Any, integer: bool) -> str:
+        kind = "a whole number" if integer else "a number"
+        if self.lo == -math.inf and self.hi == math.inf:
+            bound = f"a finite {kind[2:]}"
+        elif self.hi == math.inf:
+            bound = f"{kind} {'>' if self.lo_open else '>='} {self.lo:g}"
+        else:
+            bound = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        return f"{where} = {v!r} must be {bound}{'; ' + self.hint if self.hint else ''}."
+
+
+POSITIVE, AT_LEAST_1, NON_NEGATIVE = Range(0, lo_open=True), Range(1), Range(0)
+
+
+def _f(default: Any, help: str, *, choices: Any = None, within: Range | None = None) -> Any:
+    """A documented field. `choices`: the dict (or a function returning it) whose keys are the allowed values;
+    `within`: the Range a number must fall in. `validate` reads both, so each rule is declared once, here."""
+    meta: dict[str, Any] = {"help": help}
+    if choices is not None:
+        meta["choices"] = choices
+    if within is not None:
+        meta["within"] = within
+    return field(default=default, metadata=meta)
+
+
+def _tasks() -> dict:
+    from labcore.tasks import TASKS  # local: the task list grows with register_task
+
+    return TASKS
 
 
 class ConfigError(ValueError):
@@ -45,96 +86,96 @@ class ConfigError(ValueError):
 class ModelConfig:
     policy: str = _f("tiny", "Policy model: 'tiny' (built in, offline), a local directory, or a Hugging Face id.")
     reward_model: str = _f("tiny-rm", "Reward model for learned-reward tasks (sentiment): 'tiny-rm', a directory or hub id.")
-    lora_rank: int = _f(8, "LoRA rank r: the size of the low-rank update. Larger learns more, costs more.")
-    lora_alpha: float = _f(16.0, "LoRA alpha: the update is scaled by alpha / r.")
-    lora_dropout: float = _f(0.0, "Dropout on the LoRA input, in [0, 1).")
+    lora_rank: int = _f(8, "LoRA rank r: the size of the low-rank update. Larger learns more, costs more.", within=AT_LEAST_1)
+    lora_alpha: float = _f(16.0, "LoRA alpha: the update is scaled by alpha / r.", within=POSITIVE)
+    lora_dropout: float = _f(0.0, "Dropout on the LoRA input, in [0, 1, within=Range(0, 0.99)).")
     lora_targets: str = _f("", "Comma-separated module names to adapt; empty picks them per architecture.")
     fast_forward: bool = _f(True, "Run Llama / Mistral / Qwen2 models through labcore's own forward: the maths of "
                                   "transformers + peft in fewer operator calls (a step about a fifth faster on a CPU). "
                                   "Off: transformers' forward.")
-    device: str = _f("auto", "Device: auto (CUDA, then MPS, then CPU), cpu, cuda or mps.", choices=("auto", "cpu", "cuda", "mps"))
+    device: str = _f("auto", "Device: auto (CUDA, then MPS, then CPU), cpu, cuda or mps.", choices={"auto": "", "cpu": "", "cuda": "", "mps": ""})
 
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    task: str = _f("arithmetic", "Task: where prompts come from and how completions are scored.")
-    prompts_per_step: int = _f(8, "P: prompts sampled per step.")
-    samples_per_prompt: int = _f(4, "K: completions sampled per prompt (the group size for group baselines).")
-    max_new_tokens: int = _f(6, "Longest completion in tokens; longer ones are cut and have no EOS.")
-    temperature: float = _f(1.0, "Sampling temperature; log-probs use the same temperature. Live: can change mid-run.")
-    top_p: float = _f(1.0, "Nucleus sampling: keep the smallest token set with this much probability. 1 = off.")
-    missing_eos_penalty: float = _f(0.0, "Subtracted from the reward of completions that did not end with EOS.")
+    task: str = _f("arithmetic", "Task: where prompts come from and how completions are scored.", choices=_tasks)
+    prompts_per_step: int = _f(8, "P: prompts sampled per step.", within=AT_LEAST_1)
+    samples_per_prompt: int = _f(4, "K: completions sampled per prompt (the group size for group baselines).", within=AT_LEAST_1)
+    max_new_tokens: int = _f(6, "Longest completion in tokens; longer ones are cut and have no EOS.", within=AT_LEAST_1)
+    temperature: float = _f(1.0, "Sampling temperature; log-probs use the same temperature. Live: can change mid-run.", within=Range(0, 10, lo_open=True, hint="1.0 samples from the model as it is"))
+    top_p: float = _f(1.0, "Nucleus sampling: keep the smallest token set with this much probability. 1 = off.", within=Range(0, 1, lo_open=True, hint="1.0 turns nucleus sampling off"))
+    missing_eos_penalty: float = _f(0.0, "Subtracted from the reward of completions that did not end with EOS.", within=Range(0, hint="it is subtracted"))
     mask_truncated: bool = _f(False, "Drop completions without EOS from the loss (TRL's mask_truncated_completions).")
     overlong_buffer: int = _f(0, "DAPO soft overlong penalty: tokens before max_new_tokens where the penalty ramps. 0 = off.")
-    overlong_penalty: float = _f(1.0, "DAPO overlong penalty factor (the penalty at max_new_tokens).")
-    reward_clip: float = _f(0.0, "Clip rewards to [-c, c] before advantages. 0 = off.")
+    overlong_penalty: float = _f(1.0, "DAPO overlong penalty factor (the penalty at max_new_tokens).", within=NON_NEGATIVE)
+    reward_clip: float = _f(0.0, "Clip rewards to [-c, c] before advantages. 0 = off.", within=Range(0, hint="0 turns clipping off"))
     reward_normalize: bool = _f(False, "Standardise rewards over the batch before advantages.")
 
 
 @dataclass(frozen=True)
 class AlgorithmConfig:
-    recipe: str = _f("grpo", "Algorithm recipe; picking one fills in every part below.")
-    update: str = _f("gradient", "How the loss moves the weights: gradient (Adam steps) or trpo (natural gradient, KL trust region).")
-    estimator: str = _f("outcome", "How a reward becomes a per-token signal: outcome, returns, gae, positives.")
+    recipe: str = _f("grpo", "Algorithm recipe; picking one fills in every part below.", choices=RECIPES)
+    update: str = _f("gradient", "How the loss moves the weights: gradient (Adam steps) or trpo (natural gradient, KL trust region).", choices=UPDATES)
+    estimator: str = _f("outcome", "How a reward becomes a per-token signal: outcome, returns, gae, positives.", choices=ESTIMATORS)
     positive_threshold: float = _f(1.0, "Estimator positives (RAFT): a completion whose reward reaches this is pushed "
-                                        "up with advantage 1, the rest are ignored.")
-    baseline: str = _f("group_mean", "Baseline subtracted from the reward.")
-    scale: str = _f("group_std", "Advantage scaling after the baseline.")
+                                        "up with advantage 1, the rest are ignored.", within=Range())
+    baseline: str = _f("group_mean", "Baseline subtracted from the reward.", choices=parts.BASELINES)
+    scale: str = _f("group_std", "Advantage scaling after the baseline.", choices=parts.SCALES)
     whiten: bool = _f(False, "Whiten token advantages over the batch (REINFORCE++, PPO).")
-    policy_loss: str = _f("clip", "Per-token policy loss.")
-    aggregation: str = _f("seq_mean_token_mean", "How per-token losses become one number.")
-    clip_low: float = _f(0.2, "epsilon_low: the ratio is clipped below at 1 - epsilon_low.")
-    clip_high: float = _f(0.2, "epsilon_high: the ratio is clipped above at 1 + epsilon_high (DAPO clip-higher: 0.28).")
+    policy_loss: str = _f("clip", "Per-token policy loss.", choices=losses.POLICY_LOSSES)
+    aggregation: str = _f("seq_mean_token_mean", "How per-token losses become one number.", choices=losses.AGGREGATIONS)
+    clip_low: float = _f(0.2, "epsilon_low: the ratio is clipped below at 1 - epsilon_low.", within=Range(0, 1, lo_open=True, hi_open=True, hint="e.g. 0.2; the ratio is clipped at 1 - clip_low"))
+    clip_high: float = _f(0.2, "epsilon_high: the ratio is clipped above at 1 + epsilon_high (DAPO clip-higher: 0.28).", within=Range(0, 10, lo_open=True, hint="e.g. 0.2 (DAPO uses 0.28, CISPO up to 5)"))
     dual_clip: float = _f(0.0, "Dual-clip constant c > 1 caps the loss of negative-advantage tokens at -c*A. 0 = off.")
-    epochs: int = _f(1, "Optimisation passes over each batch (PPO's mu). 1 keeps the ratio at 1 on the first pass.")
-    minibatches: int = _f(1, "Minibatches per epoch; must divide P*K.")
-    gamma: float = _f(1.0, "Discount gamma for returns and GAE.")
-    lam: float = _f(0.95, "GAE lambda: 0 is one-step TD, 1 is Monte-Carlo.")
-    value_clip: float = _f(0.0, "Value clipping range around the old values. 0 = off.")
-    value_lr: float = _f(1e-3, "Learning rate of the value head (its own Adam group, on detached states).")
-    critic_iters: int = _f(1, "TRPO: Adam steps of the critic on each batch (Schulman et al. 2016 fit V by several).")
-    entropy_coef: float = _f(0.0, "Entropy bonus: the loss subtracts this times the mean entropy.")
-    ema_decay: float = _f(0.9, "Decay of the moving-average baseline.")
+    epochs: int = _f(1, "Optimisation passes over each batch (PPO's mu). 1 keeps the ratio at 1 on the first pass.", within=AT_LEAST_1)
+    minibatches: int = _f(1, "Minibatches per epoch; must divide P*K.", within=AT_LEAST_1)
+    gamma: float = _f(1.0, "Discount gamma for returns and GAE.", within=Range(0, 1))
+    lam: float = _f(0.95, "GAE lambda: 0 is one-step TD, 1 is Monte-Carlo.", within=Range(0, 1))
+    value_clip: float = _f(0.0, "Value clipping range around the old values. 0 = off.", within=Range(0, hint="0 turns it off"))
+    value_lr: float = _f(1e-3, "Learning rate of the value head (its own Adam group, on detached states).", within=POSITIVE)
+    critic_iters: int = _f(1, "TRPO: Adam steps of the critic on each batch (Schulman et al. 2016 fit V by several).", within=AT_LEAST_1)
+    entropy_coef: float = _f(0.0, "Entropy bonus: the loss subtracts this times the mean entropy.", within=Range(0, hint="it is a bonus"))
+    ema_decay: float = _f(0.9, "Decay of the moving-average baseline.", within=Range(0, 1, hi_open=True))
     dynamic_filter: bool = _f(False, "DAPO dynamic filtering: drop groups whose task rewards do not vary.")
     resample_rounds: int = _f(0, "DAPO dynamic sampling: up to this many extra rounds of P prompts to fill the batch "
-                                 "with groups whose task rewards vary. 0 = none (filtering alone shrinks the batch).")
+                                 "with groups whose task rewards vary. 0 = none (filtering alone shrinks the batch).", within=Range(0, hint="0 samples one round only"))
     top_entropy_frac: float = _f(0.0, "Train only on this share of the batch's highest-entropy tokens (0.2: Wang et al. "
-                                      "2025's 80/20 rule). 0 = every token.")
+                                      "2025's 80/20 rule). 0 = every token.", within=Range(0, 1, hi_open=True, hint="0.2 trains on the top 20 % highest-entropy tokens, 0 on all"))
     is_correction: str = _f("none", "Sampler/learner mismatch correction: importance weights pi_learner/pi_sampler, "
-                                    "truncated (tis) or masked (mis), per token or per sequence.")
-    is_cap: float = _f(2.0, "Cap C of the importance weights (tis clips at C, mis drops above C).")
-    trpo_max_kl: float = _f(0.01, "TRPO trust region: largest mean KL(old || new) per step.")
-    trpo_damping: float = _f(0.1, "TRPO damping added to the Fisher-vector product.")
-    trpo_cg_iters: int = _f(10, "TRPO conjugate-gradient iterations.")
+                                    "truncated (tis) or masked (mis), per token or per sequence.", choices=parts.IS_CORRECTIONS)
+    is_cap: float = _f(2.0, "Cap C of the importance weights (tis clips at C, mis drops above C).", within=Range(1, hint="2 is common"))
+    trpo_max_kl: float = _f(0.01, "TRPO trust region: largest mean KL(old || new) per step.", within=POSITIVE)
+    trpo_damping: float = _f(0.1, "TRPO damping added to the Fisher-vector product.", within=NON_NEGATIVE)
+    trpo_cg_iters: int = _f(10, "TRPO conjugate-gradient iterations.", within=AT_LEAST_1)
 
 
 @dataclass(frozen=True)
 class KLConfig:
-    placement: str = _f("loss", "Where the KL to the reference goes: none, reward_token, reward_seq, loss.")
+    placement: str = _f("loss", "Where the KL to the reference goes: none, reward_token, reward_seq, loss.", choices=parts.KL_PLACEMENTS)
     estimator: str = _f("k3", "KL estimator: k1 (log ratio), k2 (half squared log ratio), k3 (Schulman's unbiased, >= 0), "
-                              "k3_is (k3 times the ratio: the KL(pi || ref) gradient in the loss).")
-    controller: str = _f("fixed", "fixed coefficient, or adaptive towards a target KL (Ziegler et al. 2019).")
-    coef: float = _f(0.04, "KL coefficient beta (the adaptive controller's starting value). Live: can change mid-run.")
+                              "k3_is (k3 times the ratio: the KL(pi || ref) gradient in the loss).", choices=kl.ESTIMATORS)
+    controller: str = _f("fixed", "fixed coefficient, or adaptive towards a target KL (Ziegler et al. 2019).", choices=kl.CONTROLLERS)
+    coef: float = _f(0.04, "KL coefficient beta (the adaptive controller's starting value). Live: can change mid-run.", within=Range(0, hint="0 turns the penalty off"))
     target: float = _f(0.1, "Adaptive controller: target KL per sequence.")
     horizon: int = _f(10000, "Adaptive controller: horizon in samples.")
-    reset_every: int = _f(0, "ProRL reference reset: every N steps the current policy becomes the reference. 0 = off.")
+    reset_every: int = _f(0, "ProRL reference reset: every N steps the current policy becomes the reference. 0 = off.", within=Range(0, hint="0 turns the reference reset off"))
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = _f(3e-3, "Adam learning rate for the LoRA weights. Live: can change mid-run.")
-    grad_clip: float = _f(1.0, "Clip the global gradient norm to this. 0 = off.")
-    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    lr: float = _f(3e-3, "Adam learning rate for the LoRA weights. Live: can change mid-run.", within=POSITIVE)
+    grad_clip: float = _f(1.0, "Clip the global gradient norm to this. 0 = off.", within=Range(0, hint="0 turns it off"))
+    weight_decay: float = _f(0.0, "AdamW weight decay.", within=NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    steps: int = _f(100, "Training steps.")
-    seed: int = _f(0, "Seed for prompts, sampling and LoRA initialisation.")
+    steps: int = _f(100, "Training steps.", within=AT_LEAST_1)
+    seed: int = _f(0, "Seed for prompts, sampling and LoRA initialisation.", within=NON_NEGATIVE)
     name: str = _f("", "A name for the run (shown in legends). Empty: recipe and time.")
     grad_variance: bool = _f(True, "Estimate the policy-gradient variance (costs about one extra forward and backward).")
-    grad_variance_every: int = _f(5, "Estimate the gradient variance every N steps (its cost is then spread out).")
-    log_samples: int = _f(16, "Completions kept per step for the samples table.")
+    grad_variance_every: int = _f(5, "Estimate the gradient variance every N steps (its cost is then spread out).", within=AT_LEAST_1)
+    log_samples: int = _f(16, "Completions kept per step for the samples table.", within=NON_NEGATIVE)
 
 
 @dataclass(frozen=True)
@@ -269,78 +310,34 @@ def recipe_diff(cfg: Config) -> dict[str, tuple[Any, Any]]:
 def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
     """Every problem with `cfg`, one readable line each (empty when valid).
 
-    `context_length` (the model's maximum positions), when known, bounds prompt plus completion length.
+    Each field's own rule (its choices, its range) comes from its metadata; what follows the loop are the rules
+    that tie fields together. `context_length` (the model's maximum positions), when known, bounds prompt plus
+    completion length.
     """
-    from labcore.tasks import TASKS  # local: the task list grows with register_task
-
     p: list[str] = []
-    m, r, a, k, o, run = cfg.model, cfg.rollout, cfg.algorithm, cfg.kl, cfg.optim, cfg.run
+    for section, values in to_dict(cfg).items():
+        for f in fields(SECTIONS[section]):
+            where, v = f"{section}.{f.name}", values[f.name]
+            choices = f.metadata.get("choices")
+            if choices is not None:
+                allowed = list(choices() if callable(choices) else choices)
+                if v not in allowed:
+                    p.append(f"{where} = {v!r} is not allowed; choose one of {', '.join(allowed)}."
+                             + _did_you_mean(str(v), allowed))
+            within = f.metadata.get("within")
+            if within is not None and not within.holds(v):
+                p.append(within.problem(where, v, integer=isinstance(f.default, int) and not isinstance(f.default, bool)))
 
-    def choice(where: str, value: str, allowed: dict | tuple | list) -> None:
-        if value not in allowed:
-            p.append(f"{where} = {value!r} is not allowed; choose one of {', '.join(allowed)}."
-                     + _did_you_mean(str(value), list(allowed)))
-
-    def positive(where: str, value: float, integer: bool = False) -> None:
-        if not (value > 0) or (not integer and not math.isfinite(value)):
-            kind = "a whole number >= 1" if integer else "a number > 0"
-            p.append(f"{where} = {value!r} must be {kind}.")
-
-    def in_range(where: str, value: float, lo: float, hi: float, hint: str = "") -> None:
-        if not (lo <= value <= hi):
-            p.append(f"{where} = {value!r} is out of range; use a value in [{lo}, {hi}].{hint}")
-
-    choice("algorithm.recipe", a.recipe, RECIPES)
-    choice("rollout.task", r.task, TASKS)
-    choice("model.device", m.device, ("auto", "cpu", "cuda", "mps"))
+    m, r, a, k, o = cfg.model, cfg.rollout, cfg.algorithm, cfg.kl, cfg.optim
+    K, B = r.samples_per_prompt, r.prompts_per_step * r.samples_per_prompt
     if not m.policy.strip():
         p.append("model.policy is empty; use 'tiny' for the built-in model, a directory, or a Hugging Face id.")
-    positive("model.lora_rank", m.lora_rank, integer=True)
-    positive("model.lora_alpha", m.lora_alpha)
-    in_range("model.lora_dropout", m.lora_dropout, 0.0, 0.99)
-
-    positive("rollout.prompts_per_step", r.prompts_per_step, integer=True)
-    positive("rollout.samples_per_prompt", r.samples_per_prompt, integer=True)
-    positive("rollout.max_new_tokens", r.max_new_tokens, integer=True)
-    if not (0 < r.temperature <= 10):
-        p.append(f"rollout.temperature = {r.temperature!r} must be in (0, 10]; 1.0 samples from the model as it is.")
-    if not (0 < r.top_p <= 1):
-        p.append(f"rollout.top_p = {r.top_p!r} must be in (0, 1]; 1.0 turns nucleus sampling off.")
-    if r.missing_eos_penalty < 0:
-        p.append(f"rollout.missing_eos_penalty = {r.missing_eos_penalty!r} must be >= 0 (it is subtracted).")
     if r.overlong_buffer < 0 or (r.overlong_buffer and r.overlong_buffer >= r.max_new_tokens):
         p.append(f"rollout.overlong_buffer = {r.overlong_buffer} must be 0 (off) or between 1 and "
                  f"max_new_tokens - 1 = {r.max_new_tokens - 1}.")
-    if r.reward_clip < 0:
-        p.append(f"rollout.reward_clip = {r.reward_clip!r} must be >= 0 (0 turns clipping off).")
     if context_length is not None and r.max_new_tokens >= context_length:
         p.append(f"rollout.max_new_tokens = {r.max_new_tokens} does not fit the model's context of "
                  f"{context_length} tokens together with the prompt; use at most {context_length // 2}.")
-
-    choice("algorithm.estimator", a.estimator, ESTIMATORS)
-    choice("algorithm.update", a.update, UPDATES)
-    choice("algorithm.baseline", a.baseline, parts.BASELINES)
-    choice("algorithm.scale", a.scale, parts.SCALES)
-    choice("algorithm.policy_loss", a.policy_loss, losses.POLICY_LOSSES)
-    choice("algorithm.aggregation", a.aggregation, losses.AGGREGATIONS)
-    choice("algorithm.is_correction", a.is_correction, parts.IS_CORRECTIONS)
-    if not (0 <= a.top_entropy_frac < 1):
-        p.append(f"algorithm.top_entropy_frac = {a.top_entropy_frac!r} must be in [0, 1): 0.2 trains on the top 20 % "
-                 "highest-entropy tokens, 0 on all.")
-    if not (a.is_cap >= 1) or not math.isfinite(a.is_cap):
-        p.append(f"algorithm.is_cap = {a.is_cap!r} must be a number >= 1 (2 is common).")
-    if not math.isfinite(a.positive_threshold):
-        p.append(f"algorithm.positive_threshold = {a.positive_threshold!r} must be a finite number.")
-    positive("algorithm.critic_iters", a.critic_iters, integer=True)
-    if a.resample_rounds < 0:
-        p.append(f"algorithm.resample_rounds = {a.resample_rounds!r} must be >= 0 (0 samples one round only).")
-    if a.resample_rounds and r.samples_per_prompt < 2:
-        p.append("algorithm.resample_rounds needs rollout.samples_per_prompt >= 2: a group of one never varies.")
-    if a.update == "trpo" and losses.POLICY_LOSSES.get(a.policy_loss) is not None and \
-            losses.POLICY_LOSSES[a.policy_loss].level == "sequence":
-        p.append(f"algorithm.policy_loss = {a.policy_loss!r} is a sequence-level loss; TRPO's surrogate is per token: "
-                 "use 'ratio' (its paper's objective) or 'clip'.")
-    K = r.samples_per_prompt
     if a.baseline in ("group_mean", "leave_one_out") and K < 2:
         p.append(f"algorithm.baseline = {a.baseline!r} compares samples of the same prompt, but "
                  f"rollout.samples_per_prompt = {K}; set samples_per_prompt >= 2 or use baseline 'batch_mean'.")
@@ -352,61 +349,27 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
                  "not 'returns'; pick one of those.")
     if a.estimator == "gae" and a.baseline != "value":
         p.append(f"algorithm.estimator = 'gae' needs algorithm.baseline = 'value' (it is {a.baseline!r}).")
-    if a.dynamic_filter and K < 2:
-        p.append("algorithm.dynamic_filter needs rollout.samples_per_prompt >= 2: a group of one never varies.")
-    if not (0 < a.clip_low < 1):
-        p.append(f"algorithm.clip_low = {a.clip_low!r} must be in (0, 1), e.g. 0.2; the ratio is clipped at 1 - clip_low.")
-    if not (0 < a.clip_high <= 10):
-        p.append(f"algorithm.clip_high = {a.clip_high!r} must be in (0, 10], e.g. 0.2 (DAPO uses 0.28, CISPO up to 5).")
+    if (a.dynamic_filter or a.resample_rounds) and K < 2:
+        p.append("algorithm.dynamic_filter and resample_rounds need rollout.samples_per_prompt >= 2: a group of one "
+                 "never varies.")
     if a.dual_clip and a.dual_clip <= 1:
         p.append(f"algorithm.dual_clip = {a.dual_clip!r} must be > 1 (Ye et al. use 3), or 0 to turn it off.")
-    positive("algorithm.epochs", a.epochs, integer=True)
-    positive("algorithm.minibatches", a.minibatches, integer=True)
-    B = r.prompts_per_step * K
     if a.minibatches >= 1 and B > 0 and B % a.minibatches:
         p.append(f"algorithm.minibatches = {a.minibatches} does not divide the batch of prompts_per_step x "
                  f"samples_per_prompt = {B} sequences; pick a divisor of {B}.")
-    in_range("algorithm.gamma", a.gamma, 0.0, 1.0)
-    in_range("algorithm.lam", a.lam, 0.0, 1.0)
-    if a.value_clip < 0:
-        p.append(f"algorithm.value_clip = {a.value_clip!r} must be >= 0 (0 turns it off).")
-    positive("algorithm.value_lr", a.value_lr)
-    if a.entropy_coef < 0:
-        p.append(f"algorithm.entropy_coef = {a.entropy_coef!r} must be >= 0 (it is a bonus).")
-    if not (0 <= a.ema_decay < 1):
-        p.append(f"algorithm.ema_decay = {a.ema_decay!r} must be in [0, 1).")
-    positive("algorithm.trpo_max_kl", a.trpo_max_kl)
-    if a.trpo_damping < 0:
-        p.append(f"algorithm.trpo_damping = {a.trpo_damping!r} must be >= 0.")
-    positive("algorithm.trpo_cg_iters", a.trpo_cg_iters, integer=True)
-
-    choice("kl.placement", k.placement, parts.KL_PLACEMENTS)
-    choice("kl.estimator", k.estimator, kl.ESTIMATORS)
-    choice("kl.controller", k.controller, kl.CONTROLLERS)
-    if k.coef < 0 or not math.isfinite(k.coef):
-        p.append(f"kl.coef = {k.coef!r} must be >= 0 (0 turns the penalty off).")
+    loss = losses.POLICY_LOSSES.get(a.policy_loss)
+    if a.update == "trpo" and loss is not None and loss.level == "sequence":
+        p.append(f"algorithm.policy_loss = {a.policy_loss!r} is a sequence-level loss; TRPO's surrogate is per token: "
+                 "use 'ratio' (its paper's objective) or 'clip'.")
     if k.controller == "adaptive":
-        positive("kl.target", k.target)
-        positive("kl.horizon", k.horizon, integer=True)
+        if not (k.target > 0 and math.isfinite(k.target)):
+            p.append(f"kl.target = {k.target!r} must be a number > 0.")
+        if not k.horizon >= 1:
+            p.append(f"kl.horizon = {k.horizon!r} must be a whole number >= 1.")
         if k.placement == "none":
             p.append("kl.controller = 'adaptive' has nothing to adapt with kl.placement = 'none'; pick a placement.")
-    if k.reset_every < 0:
-        p.append(f"kl.reset_every = {k.reset_every!r} must be >= 0 (0 turns the reference reset off).")
-
-    positive("optim.lr", o.lr)
     if o.lr > 1:
         p.append(f"optim.lr = {o.lr!r} is far too large for Adam; try 1e-4 to 1e-2.")
-    if o.grad_clip < 0:
-        p.append(f"optim.grad_clip = {o.grad_clip!r} must be >= 0 (0 turns it off).")
-    if o.weight_decay < 0:
-        p.append(f"optim.weight_decay = {o.weight_decay!r} must be >= 0.")
-
-    positive("run.steps", run.steps, integer=True)
-    if run.seed < 0:
-        p.append(f"run.seed = {run.seed!r} must be >= 0.")
-    positive("run.grad_variance_every", run.grad_variance_every, integer=True)
-    if run.log_samples < 0:
-        p.append(f"run.log_samples = {run.log_samples!r} must be >= 0.")
     return p
 
 
