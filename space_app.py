@@ -2,11 +2,18 @@
 
 On a Space it listens on 0.0.0.0 and the port the Space gives (env PORT / GRADIO_SERVER_PORT), in shared mode
 (RLHF_LAB_SHARED=1 is the default here: capped runs, each visitor sees their own and published runs).
+On a ZeroGPU Space, `spaces` must be imported before torch initialises CUDA; it exists only on Spaces, so
+elsewhere (a laptop, CI) the import is skipped and the lab runs as it does with `rlhf-lab --shared`.
 """
 
-import os
-import sys
-from pathlib import Path
+try:
+    import spaces  # noqa: F401  (first: it patches torch on ZeroGPU)
+except ImportError:
+    spaces = None
+
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
