@@ -25,7 +25,12 @@ from app import space  # noqa: E402
 from app.cli import _tick_budget  # noqa: E402
 
 GPU_CHUNKS = space.on_zerogpu() or os.environ.get("RLHF_LAB_GPU_CHUNKS", "").lower() in ("1", "true", "yes", "on")
+GPU_MODEL = os.environ.get("RLHF_LAB_GPU_MODEL", "tiny")
 TRAIN_CHUNK = space.chunk_runner() if GPU_CHUNKS else None
+if space.on_zerogpu():  # ZeroGPU's advice: load the model at start-up; each forked GPU call finds it cached
+    from labcore.model import load_policy
+
+    load_policy(GPU_MODEL)
 
 
 def build(runs_dir: str, shared: bool, tick_budget: float, gpu_model: str | None):
@@ -56,7 +61,7 @@ if __name__ == "__main__":
     shared = os.environ.get("RLHF_LAB_SHARED", "1").lower() in ("1", "true", "yes", "on")
     budget = _tick_budget(os.environ.get("RLHF_LAB_TICK_BUDGET", "12"))
     if GPU_CHUNKS:
-        demo, manager = build(runs, shared, budget, os.environ.get("RLHF_LAB_GPU_MODEL", "tiny"))
+        demo, manager = build(runs, shared, budget, GPU_MODEL)
         demo.launch(server_name=host, server_port=port, **launch_options(manager))
     else:
         launch(runs_dir=runs, host=host, port=port, shared=shared, tick_budget=budget)

@@ -8,6 +8,8 @@ the keyboard) shows an earlier step whose token values match samples.jsonl.
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,9 @@ from ui_fixtures import require_model
 
 from app import cli
 from app.replay import ReplayError, readable_formula, run_data
+from app.space import front_matter
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -65,6 +70,21 @@ def test_bad_folders_get_a_message(tmp_path, capsys):
     assert "not a run folder" in err and "runs/<run-id>" in err
     with pytest.raises(ReplayError, match="not a run folder"):
         run_data(tmp_path)
+
+
+def test_readme_static_space_steps_work_as_written(run_dir, tmp_path):
+    """The README's static-Space commands, up to the upload: a page and a README a static Space accepts."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("**A finished run as a static Space.**", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    local = [line for line in block.splitlines() if not line.startswith("hf ")]  # the Hub steps need an account
+    script = "\n".join(local).replace("rlhf-lab ", f"{sys.executable} -m app ").replace("runs/<run-id>", str(run_dir))
+    done = subprocess.run(["bash", "-e", "-c", script], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "share" / "index.html").stat().st_size > 1_000_000
+    meta = front_matter((tmp_path / "share" / "README.md").read_text())
+    assert meta["sdk"] == "static" and meta["app_file"] == "index.html"
 
 
 def test_readable_formula_keeps_the_structure():

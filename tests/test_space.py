@@ -55,6 +55,9 @@ def test_readme_space_section_names_files_that_exist():
     named = set(re.findall(r"`([\w./-]+\.(?:py|txt|md))`", section))
     assert {"space_app.py", "requirements.txt", "app/space.py", "labcore/chunks.py"} <= named
     assert [f for f in named if not (ROOT / f).is_file()] == []
+    if (ROOT / ".git").exists():  # a fresh clone has only what git tracks
+        tracked = subprocess.run(["git", "ls-files", *sorted(named)], cwd=ROOT, capture_output=True, text=True)
+        assert set(tracked.stdout.split()) == named, "the README names files git does not track"
 
 
 def test_gpu_decorator_is_a_no_op_without_spaces_and_spaces_gpu_with_it(monkeypatch):
