@@ -27,7 +27,7 @@ import plotly
 
 from app import figures, samples, settings
 from labcore.algorithms import RECIPES, describe_parts
-from labcore.config import ConfigError, to_toml
+from labcore.config import Config, ConfigError, to_toml
 from labcore.runstore import RunStore
 
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
@@ -46,8 +46,8 @@ def _num(v: float) -> float:
     return float(f"{v:.6g}")
 
 
-def run_data(run_dir: str | Path) -> dict[str, Any]:
-    """Everything the page draws, as JSON-ready values: meta, chart templates, metric columns, samples."""
+def load_run(run_dir: str | Path) -> tuple[RunStore, str, Config]:
+    """The run folder's store, id and config; ReplayError (saying what to pass instead) if it is not one."""
     d = Path(run_dir).expanduser().resolve()
     if not d.is_dir():
         raise ReplayError(f"{run_dir} is not a folder: pass a run folder such as runs/<run-id> "
@@ -62,11 +62,15 @@ def run_data(run_dir: str | Path) -> dict[str, Any]:
         cfg = store.config(run_id)
     except (ConfigError, ValueError, OSError) as e:
         raise ReplayError(f"{d / 'config.toml'} could not be read: {e}") from e
-    meta = store.meta(run_id)
-    records = store.metrics(run_id)
-    if not records:
+    if not store.metrics(run_id):
         raise ReplayError(f"{d} has no step records yet (metrics.jsonl is empty): replay a run that ran at least "
                           "one step")
+    return store, run_id, cfg
+
+
+def run_data(store: RunStore, run_id: str, cfg: Config) -> dict[str, Any]:
+    """Everything the page's script draws, as JSON-ready values: chart templates, metric columns, samples."""
+    records = store.metrics(run_id)
     label = settings.run_label(cfg)
     view = figures.RunView(run_id, label, records)
     charts = []
@@ -85,9 +89,8 @@ def run_data(run_dir: str | Path) -> dict[str, Any]:
                         "y": [_num(v) for v in values]}
     logged = [{"step": step, "samples": store.samples(run_id, step)} for step in store.sample_steps(run_id)]
     return {
-        "run_id": run_id, "label": label, "meta": meta, "charts": charts, "columns": columns,
-        "samples": logged, "quantities": samples.QUANTITIES, "blue": samples.BLUE, "orange": samples.ORANGE,
-        "config": to_toml(cfg), "cfg": cfg,
+        "run_id": run_id, "label": label, "charts": charts, "columns": columns, "samples": logged,
+        "quantities": samples.QUANTITIES, "blue": samples.BLUE, "orange": samples.ORANGE,
     }
 
 
@@ -135,7 +138,7 @@ def readable_formula(latex: str) -> str:
     return s.replace("{", "").replace("}", "")
 
 
-def formula_html(cfg: Any) -> str:
+def formula_html(cfg: Config) -> str:
     r = RECIPES.get(cfg.algorithm.recipe)
     head = (f"<p><b>{html.escape(r.title)}</b>: {html.escape(r.summary)} <span class='cite'>"
             f"{html.escape(r.paper)}</span></p>" if r else "")
@@ -148,7 +151,7 @@ def formula_html(cfg: Any) -> str:
     return head + "".join(parts)
 
 
-def diff_table(cfg: Any) -> str:
+def diff_table(cfg: Config) -> str:
     items = settings.diff_items(cfg)
     title = RECIPES[cfg.algorithm.recipe].title if cfg.algorithm.recipe in RECIPES else cfg.algorithm.recipe
     if not items:
@@ -169,22 +172,21 @@ def _script_json(value: Any) -> str:
 
 def replay_html(run_dir: str | Path) -> str:
     """The whole page for one run folder (a str of roughly 5 MB, most of it plotly.js)."""
-    data = run_data(run_dir)
-    cfg = data.pop("cfg")
-    meta = data["meta"]
+    store, run_id, cfg = load_run(run_dir)
+    data, meta = run_data(store, run_id, cfg), store.meta(run_id)
     created = meta.get("created")
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(created)) if created else "?"
     facts = " · ".join(html.escape(str(x)) for x in (
         f"state: {meta.get('state', '?')}", f"step {meta.get('step', '?')} of {meta.get('steps', '?')}",
         f"task: {cfg.rollout.task}", f"model: {cfg.model.policy}", f"started {when}"))
-    body = (PAGE.replace("%TITLE%", html.escape(f"{data['label']} · rlhf-lab replay"))
-            .replace("%LABEL%", html.escape(data["label"])).replace("%RUN_ID%", html.escape(data["run_id"]))
-            .replace("%FACTS%", facts).replace("%MESSAGE%", html.escape(str(meta.get("message") or "")))
-            .replace("%FORMULA%", formula_html(cfg)).replace("%DIFF%", diff_table(cfg))
-            .replace("%CONFIG%", html.escape(data["config"])).replace("%CSS%", CSS))
-    plotly_js = PLOTLY_JS.read_text(encoding="utf-8")
-    return (body.replace("%PLOTLY%", _inline_js(plotly_js))
-            .replace("%DATA%", _script_json(data)).replace("%SCRIPT%", SCRIPT))
+    parts = {
+        "TITLE": html.escape(f"{data['label']} · rlhf-lab replay"), "LABEL": html.escape(data["label"]),
+        "RUN_ID": html.escape(run_id), "FACTS": facts, "MESSAGE": html.escape(str(meta.get("message") or "")),
+        "FORMULA": formula_html(cfg), "DIFF": diff_table(cfg), "CONFIG": html.escape(to_toml(cfg)), "CSS": CSS,
+        "PLOTLY": _inline_js(PLOTLY_JS.read_text(encoding="utf-8")), "DATA": _script_json(data), "SCRIPT": SCRIPT,
+    }
+    # One pass: text from the run (a run name, a config value) is never searched for placeholders again.
+    return re.sub(r"%([A-Z_]+)%", lambda m: parts.get(m.group(1), m.group(0)), PAGE)
 
 
 def _inline_js(js: str) -> str:

@@ -16,10 +16,11 @@ import pytest
 from ui_fixtures import require_model
 
 from app import cli
-from app.replay import ReplayError, readable_formula, run_data
+from app.replay import ReplayError, load_run, readable_formula
 from app.space import front_matter
 
 ROOT = Path(__file__).resolve().parent.parent
+NAME = "a </script> run named %DATA%"  # text from the run must stay text in the page
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -33,7 +34,8 @@ def run_dir(tmp_path_factory) -> Path:
     model = require_model()
     out = tmp_path_factory.mktemp("runs")
     rc = core_cli.main(["run", "grpo", "--steps", "4", "--out", str(out), "--set", "rollout.prompts_per_step=2",
-                        "--set", f"model.policy={model}", "--set", "algorithm.clip_high=0.3"])
+                        "--set", f"model.policy={model}", "--set", "algorithm.clip_high=0.3",
+                        "--set", f"run.name={NAME}"])
     assert rc == 0
     (d,) = list(out.iterdir())
     return d
@@ -60,6 +62,7 @@ def test_page_is_self_contained(page_file, run_dir):
     assert data["columns"]["reward/mean"]["step"] == steps
     assert [s["step"] for s in data["samples"]] == [line["step"] for line in _records(run_dir, "samples.jsonl")]
     assert "algorithm.clip_high" in text  # what differs from the recipe is listed
+    assert "<h1>a &lt;/script&gt; run named %DATA% (GRPO)" in text
 
 
 def test_bad_folders_get_a_message(tmp_path, capsys):
@@ -69,7 +72,7 @@ def test_bad_folders_get_a_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a run folder" in err and "runs/<run-id>" in err
     with pytest.raises(ReplayError, match="not a run folder"):
-        run_data(tmp_path)
+        load_run(tmp_path)
 
 
 def test_readme_static_space_steps_work_as_written(run_dir, tmp_path):
@@ -114,6 +117,7 @@ def test_page_works_from_disk_with_the_network_off(page_file, run_dir):
             reward = "(k) => document.querySelector('#rl-chart-reward').data.find(t => t.uid.endsWith('_s'))[k]"
 
             assert page.evaluate(reward, "x") == [r["step"] for r in metrics]
+            assert page.inner_text("h1").startswith(NAME)
             page.fill("#smoothing", "0")  # no smoothing: the line is the raw values
             assert page.evaluate(reward, "y") == pytest.approx([r["reward/mean"] for r in metrics], rel=1e-5)
             page.select_option("#x-axis", "time")
