@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,14 @@ def write_replay(run_dir: str | Path, out: str | Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def replay_file(store: RunStore, run_id: str | None) -> str | None:
+    """The lab's Replay button: the page of `run_id` written beside the exports; None with no run or records."""
+    if not run_id or not store.metrics(run_id):
+        return None
+    out = Path(tempfile.gettempdir()) / "rlhf-lab-exports" / f"{run_id}.html"
+    return str(write_replay(store.path(run_id), out))
 
 
 CSS = samples.SAMPLES_CSS + """

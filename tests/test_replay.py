@@ -90,6 +90,19 @@ def test_readme_static_space_steps_work_as_written(run_dir, tmp_path):
     assert meta["sdk"] == "static" and meta["app_file"] == "index.html"
 
 
+def test_the_labs_replay_button_writes_the_page(run_dir):
+    """/replay (the button beside Export) on the run a tab watches: the same page as the command's."""
+    from gradio_client import Client
+    from ui_fixtures import running_lab
+
+    with running_lab(run_dir.parent) as (_, url, _):
+        client = Client(url, verbose=False)
+        assert client.predict(api_name="/replay")["visible"] is False  # no run in this tab yet
+        client.predict("", run_dir.name, api_name="/watch")
+        page = Path(client.predict(api_name="/replay")["value"]).read_text()
+    assert f"<code>{run_dir.name}</code>" in page and "plotly.js v" in page
+
+
 def test_readable_formula_keeps_the_structure():
     """Greek letters, hats, sub/superscripts and a fraction, from a hand-written LaTeX line."""
     got = readable_formula(r"\hat A_{i,t} = \frac{r_i - \operatorname{mean}(r)}{\sigma_g + \epsilon}\quad(\beta^2 > 0)")
