@@ -36,6 +36,7 @@ class ChunkedRuns:
         self.keep = keep
         self.used_s: dict[str, float] = collections.defaultdict(float)  # owner -> GPU seconds booked today
         self.day = time.strftime("%Y-%m-%d", time.gmtime())
+        self.busy: set[str] = set()  # runs with a chunk training now (a second click must not fork the run)
         self.lock = threading.Lock()
 
     def _today(self) -> None:
@@ -48,9 +49,10 @@ class ChunkedRuns:
         cfg = apply(cfg, {"model.policy": self.model})
         problems = self.limits.problems(cfg)
         with self.lock:
-            mine = [r for r in self.states if self.store.meta(r).get("owner") == owner]
-            if mine and self.store.meta(mine[-1]).get("state") == "paused":
-                problems.append(f"you already have a GPU run ({mine[-1]}): continue it, or stop it first")
+            active = [r for r in self.states if self.store.meta(r).get("owner") == owner
+                      and self.store.meta(r).get("state") in ("paused", "running")]
+        if active:
+            problems.append(f"you already have a GPU run ({active[-1]}): continue it, or stop it first")
         if problems:
             raise ConfigError(problems)
         run_id = self.store.create(cfg, owner, mode="gpu-chunks")
@@ -96,6 +98,18 @@ class ChunkedRuns:
         if cost > left:
             raise ConfigError([f"a chunk of {steps} steps books {cost} s of GPU time and {max(0, left):.0f} s of "
                                "today's quota is left: train fewer steps per chunk, or sign in for more quota"])
+        with self.lock:
+            if run_id in self.busy:
+                raise ConfigError([f"run {run_id} is training a chunk now: wait for it to finish"])
+            self.busy.add(run_id)
+        try:
+            yield from self._chunk(run_id, owner, steps, state, cost, meta)
+        finally:
+            with self.lock:
+                self.busy.discard(run_id)
+
+    def _chunk(self, run_id: str, owner: str, steps: int, state: dict[str, Any] | None, cost: int,
+               meta: dict[str, Any]) -> Iterator[dict[str, Any]]:
         cfg = self.store.config(run_id)
         self.used_s[owner] += cost
         self.store.update_meta(run_id, state="running", message=f"training a chunk of {steps} steps on the GPU")

@@ -59,20 +59,34 @@ def test_a_run_goes_chunk_by_chunk_into_its_folder(tmp_path, fake_spaces):
         list(runs.continue_run(run_id, "alice", 3))
 
 
-def test_refusals_name_the_reason(tmp_path, fake_spaces):
-    runs = ChunkedRuns(RunStore(tmp_path), space.chunk_runner(), require_model())
+def fake_chunk(cfg, state, steps):
+    """Records without training: the refusals below need no model."""
+    done = state["step"] if state else 0
+    for step in range(done + 1, min(cfg.run.steps, done + steps) + 1):
+        yield "record", ({"step": step, "reward/mean": 0.5}, [])
+    yield "state", {"step": min(cfg.run.steps, done + steps), "elapsed_s": 1.0}
+
+
+def test_refusals_name_the_reason(tmp_path):
+    runs = ChunkedRuns(RunStore(tmp_path), fake_chunk, "tiny")
     run_id = runs.start(_cfg(), "alice")
     with pytest.raises(C.ConfigError, match="already have a GPU run"):
         runs.start(_cfg(), "alice")
     with pytest.raises(C.ConfigError, match="not a GPU run of this session"):
         list(runs.continue_run(run_id, "bob", 2))
+    first = runs.continue_run(run_id, "alice", 2)
+    assert next(first)["step"] == 1  # a chunk is training...
+    with pytest.raises(C.ConfigError, match="is training a chunk now"):
+        list(runs.continue_run(run_id, "alice", 2))  # ...so a second click is refused
+    assert [p["step"] for p in first] == [2] and RunStore(tmp_path).meta(run_id)["state"] == "paused"
     runs.used_s["alice"] = space.ZEROGPU.quota_s["unauthenticated"] - 10
     with pytest.raises(C.ConfigError, match="quota"):
         list(runs.continue_run(run_id, "alice", 2))
     assert "more than is left" in runs.note(run_id, "alice", 2)
     with pytest.raises(C.ConfigError, match="run.steps = 500"):
         runs.start(_cfg(steps=500), "carol")
-    assert fake_spaces == []  # nothing was booked
+    runs.stop(run_id, "alice")
+    assert runs.start(_cfg(), "alice") != run_id  # a stopped run no longer blocks a new one
 
 
 def test_the_panel_trains_a_chunk_through_the_served_app(tmp_path, monkeypatch):
