@@ -5,7 +5,8 @@ run on whatever device there is). Layout first, wiring last; the handlers only c
 and draw with the lab's own builders (`app.figures`, `app.samples`). Each Continue streams the chunk's steps:
 the reward chart and the latest samples redraw after every step. The note under the buttons says what the next
 chunk books and what is left of the visitor's quota.
-Left out: the lab's full chart grid for GPU runs (open the run with "Watch a run" or `?run=<id>` for it).
+Left out: the lab's full chart grid for GPU runs (open the run with "Watch a run" or `?run=<id>` for it), and
+keeping control of a GPU run across a page reload (a run belongs to the page session that started it).
 """
 
 from __future__ import annotations
@@ -74,6 +75,10 @@ def add_gpu_panel(chunked: ChunkedRuns) -> None:
                        _chart(chunked, run_id), _samples(chunked, run_id))
         except ConfigError as e:
             yield _problems(e), gr.skip(), gr.skip(), gr.skip()
+            return
+        except Exception as e:  # noqa: BLE001 - the GPU call was aborted, or training failed: say so, keep the page
+            yield (f"**The GPU chunk failed:** {html.escape(str(e))}. Its records so far are kept; start a new "
+                   "run to go on.", gr.skip(), _chart(chunked, run_id), _samples(chunked, run_id))
             return
         meta = chunked.store.meta(run_id)
         yield (chunked.note(run_id, owner, n), f"{meta.get('message', '')}", _chart(chunked, run_id),

@@ -111,3 +111,18 @@ def test_the_panel_trains_a_chunk_through_the_served_app(tmp_path, monkeypatch):
     finally:
         demo.close()
         manager.shutdown()
+
+
+def test_a_failed_chunk_keeps_its_records_and_says_why(tmp_path):
+    def dies(cfg, state, steps):
+        yield "record", ({"step": 1, "reward/mean": 0.5}, [])
+        raise RuntimeError("ZeroGPU aborted the call")
+
+    store = RunStore(tmp_path)
+    runs = ChunkedRuns(store, dies, "tiny")
+    run_id = runs.start(_cfg(), "alice")
+    with pytest.raises(RuntimeError):
+        list(runs.continue_run(run_id, "alice", 3))
+    assert [r["step"] for r in store.metrics(run_id)] == [1]
+    assert store.meta(run_id)["state"] == "failed" and "aborted" in store.meta(run_id)["message"]
+    assert run_id not in runs.busy and run_id not in runs.states
