@@ -32,7 +32,7 @@ def _untimed(records):
     return [({k: v for k, v in m.items() if k not in TIMING}, s) for m, s in records]
 
 
-def _fake_spaces(calls: list):
+def _fake_spaces(calls: list) -> types.ModuleType:
     """A `spaces` module whose GPU(duration=...) pickles arguments and yields across a process boundary."""
     def GPU(duration):
         def wrap(fn):
@@ -43,7 +43,9 @@ def _fake_spaces(calls: list):
                     yield pickle.loads(pickle.dumps(item))
             return handler
         return wrap
-    return types.ModuleType("spaces"), GPU
+    module = types.ModuleType("spaces")
+    module.GPU = GPU
+    return module
 
 
 @pytest.mark.parametrize("recipe", ["grpo", "ppo"])
@@ -55,9 +57,7 @@ def test_two_chunks_give_the_records_of_one_run(recipe, monkeypatch):
     one_run = [(r.metrics, r.samples) for r in (whole.train_step() for _ in range(6))]
 
     calls: list = []
-    fake, GPU = _fake_spaces(calls)
-    fake.GPU = GPU
-    monkeypatch.setitem(sys.modules, "spaces", fake)
+    monkeypatch.setitem(sys.modules, "spaces", _fake_spaces(calls))
     train_chunk = space.chunk_runner()
     chunked, state = [], None
     for _ in range(2):
