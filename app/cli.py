@@ -4,6 +4,7 @@
     rlhf-lab run PRESET_OR_TOML [--set section.key=value ...]
     rlhf-lab presets
     rlhf-lab pretrain [...]
+    rlhf-lab replay RUN_DIR [--out FILE.html]
 
 Shared mode (`--shared`, or the environment variable RLHF_LAB_SHARED=1, as on a Space) caps runs with
 `labcore.runner.SharedLimits` and lists only each session's own and published runs.
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from labcore.cli import add_commands
 
-COMMANDS = ("serve", "run", "presets", "pretrain")
+COMMANDS = ("serve", "run", "presets", "pretrain", "replay")
 
 
 def _truthy(value: str | None) -> bool:
@@ -61,6 +63,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from app.replay import ReplayError, write_replay
+
+    try:
+        path = write_replay(args.run_dir, args.out)
+    except ReplayError as e:
+        print(f"rlhf-lab replay: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): open it in a browser, no server needed")
+    return 0
+
+
+def add_replay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="write a finished run as one self-contained HTML page (opens from disk)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. runs/20260101-120000-grpo-abc123")
+    p.add_argument("--out", default=None, help="the HTML file to write (default: RUN_DIR/<run-id>.html)")
+    p.set_defaults(func=cmd_replay)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rlhf-lab", description="rlhf-lab: an interactive visual lab for RLHF "
                                 "policy-gradient algorithms. With no command, serves the lab.")
@@ -69,12 +90,11 @@ def parser() -> argparse.ArgumentParser:
     add_serve_options(serve)
     serve.set_defaults(func=cmd_serve)
     add_commands(sub)
+    add_replay(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    import sys
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
         argv = ["serve", *argv]  # `rlhf-lab --port 8000` serves

@@ -5,7 +5,7 @@ UI only reads run records: Start turns the controls into a `Config` (`app.settin
 submits it to the `RunManager`; a `gr.Timer(1.0)` tick, active only while something runs, polls the run
 store and redraws the charts through one custom HTML component (`app.charts`), so zoom and hidden traces
 survive.
-Public API endpoints: start, step, pause (toggles resume), stop, reset, status, export.
+Public API endpoints: start, step, pause (toggles resume), stop, reset, status, export, replay.
 Left out: authentication (use `launch(auth=...)` or a private Space).
 """
 
@@ -166,6 +166,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                         refresh_btn = gr.Button("↻ Refresh lists", size="sm", scale=1)
                     with gr.Row():
                         export_btn = gr.Button("Export run (.zip)", size="sm")
+                        replay_btn = gr.Button("Replay page (.html)", size="sm")
                         publish_btn = gr.Button("Publish run", size="sm", visible=shared)
                         details_btn = gr.Button("Show details", size="sm")
                     export_file = gr.File(label="Export", visible=False)
@@ -368,6 +369,12 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
             path = lab.export(run_id)
             return gr.File(value=path, visible=bool(path))
 
+        def replay_page(run_id: str | None):  # one self-contained HTML file of the run (app/replay.py)
+            from app.replay import replay_file
+
+            path = replay_file(manager.store, run_id)
+            return gr.File(value=path, visible=bool(path))
+
         # Layout is done; wire the events.
         # always_last: edits made while a refresh is pending must still be reflected (the default "once" drops them)
         derived_io = {"fn": derived, "inputs": [base_url], "outputs": [formula, diff, link, checks],
@@ -408,6 +415,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                     show_progress="hidden", queue=False)
         refresh_btn.click(lists, [owner, run_state], [watch, compare], **private)
         export_btn.click(export, [run_state], [export_file], api_name="export")
+        replay_btn.click(replay_page, [run_state], [export_file], api_name="replay")
         publish_btn.click(lab.publish, [owner, run_state], [share_note], **private)
     demo.queue(default_concurrency_limit=8)
     return demo
