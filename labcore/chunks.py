@@ -51,11 +51,13 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
         "step": trainer.step_count,
         "elapsed_s": time.perf_counter() - trainer.t_start,
         "kl_coef": float(trainer.kl_ctl.value),
+        "kl_applied": trainer._kl_applied,
         "ema_reward": trainer.ema_reward,
         "live": {"lr": trainer.live.lr, "kl_coef": trainer.live.kl_coef, "temperature": trainer.live.temperature},
         "rng": {
             "prompts": trainer.rng.getstate(),
             "sampling": trainer.gen.get_state(),
+            "shuffles": trainer.cpu_gen.get_state(),
             "python": random.getstate(),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -93,12 +95,14 @@ def restore_state(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.step_count = state["step"]
     trainer.t_start = time.perf_counter() - state["elapsed_s"]
     trainer.kl_ctl.value = state["kl_coef"]
+    trainer._kl_applied = state["kl_applied"]
     trainer.ema_reward = state["ema_reward"]
     trainer.live.lr, trainer.live.kl_coef, trainer.live.temperature = (
         state["live"]["lr"], state["live"]["kl_coef"], state["live"]["temperature"])
     rng = state["rng"]
     trainer.rng.setstate(rng["prompts"])
     trainer.gen.set_state(rng["sampling"])
+    trainer.cpu_gen.set_state(rng["shuffles"])
     random.setstate(rng["python"])
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] is not None and torch.cuda.is_available():
@@ -111,6 +115,9 @@ def run_chunk(cfg: Config, state: dict[str, Any] | None, steps: int) -> Iterator
     Yields ("record", (metrics, samples)) after every step, then ("state", the state for the next chunk).
     A generator, so a `@spaces.GPU` wrapper streams the records to the browser as they come.
     """
+    if cfg.kl.reset_every:
+        raise ValueError("kl.reset_every merges the adapter into the frozen weights, which a chunk does not hand "
+                         "back; set kl.reset_every = 0 for a run trained in chunks")
     trainer = Trainer(cfg)
     if state is not None:
         restore_state(trainer, state)
