@@ -12,7 +12,6 @@ Left out: overlaying a lesson on the main charts (lesson runs are not stored as 
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import gradio as gr

@@ -19,8 +19,8 @@ from typing import Any
 import gradio as gr
 
 from app import charts, figures, samples, settings
-from app.lessons import lessons_panel
 from app.lab import Lab, diff_html, formula_markdown, problems_html, status_html
+from app.lessons import lessons_panel
 from app.style import CSS, HEADER_CSS, NOTES_CSS, STATUS_CSS, THEME
 from labcore import config as C
 from labcore.runner import ACTIVE, RunManager, SharedLimits
