@@ -13,7 +13,8 @@ A lesson is a TOML file in `presets/lessons/` (adding one needs no code):
     explanation, formula, source, figure, follow_up
 
 A claim's effect in one seed is `metric` averaged over the steps in `window` (1-based, inclusive) in arm `arm`,
-minus the same in arm `against` (0 when `against` is left out). The arms of one seed share the seed, so the
+minus the same in arm `against`, or minus the same arm's mean over the earlier steps `since` (0 when neither);
+with scale = "log10" it is log10 of their ratio instead, for effects that multiply (a KL 10x larger: 1). The arms of one seed share the seed, so the
 effect is paired. Over n seeds, with mean m and standard error s = sd / sqrt(n), a claim holds when
 
     greater:  m - z*s > threshold  and every seed's effect > threshold
@@ -51,7 +52,8 @@ DIRECTIONS = {
 REQUIRED = ("title", "question", "choices", "answer", "preset", "claims", "explanation", "source")
 OPTIONAL = ("order", "steps", "seeds", "set", "arms", "probe", "probe_batches", "formula", "figure", "follow_up",
             "charts")
-CLAIM_KEYS = ("text", "metric", "arm", "against", "window", "direction", "threshold", "z")
+CLAIM_KEYS = ("text", "metric", "arm", "against", "window", "since", "direction", "threshold", "z", "scale")
+SCALES = ("linear", "log10")
 _MISPLACED = ("TOML puts every key that follows a [table] header into that table: move the lesson's own keys "
               "(explanation, source, ...) above the first [set], [arms.*] or [[claims]] header.")
 
@@ -81,6 +83,8 @@ class Claim:
     direction: str
     threshold: float
     z: float = 2.0
+    since: tuple[int, int] | None = None   # compare the arm with itself over these earlier steps
+    scale: str = "linear"                  # "log10": the effect is log10(a / b), for effects that multiply
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,18 @@ def _parse(name: str, data: dict[str, Any]) -> Lesson:
                 and 1 <= window[0] <= window[1] <= steps):
             p.append(f"{cw}: window = {window!r} must be [first, last] steps with 1 <= first <= last <= steps = {steps}.")
             window = [1, steps]
+        since = c.get("since")
+        if since is not None:
+            if not (isinstance(since, list) and len(since) == 2 and all(isinstance(w, int) for w in since)
+                    and 1 <= since[0] <= since[1] <= steps):
+                p.append(f"{cw}: since = {since!r} must be [first, last] steps within 1..{steps}.")
+                since = None
+            elif against is not None:
+                p.append(f"{cw}: use either against (another arm) or since (earlier steps of the same arm), not both.")
+        scale = c.get("scale", "linear")
+        if scale not in SCALES:
+            p.append(f"{cw}: scale = {scale!r}; choose linear (a - b) or log10 (log10(a / b), for ratios).")
+            scale = "linear"
         threshold, z = c["threshold"], c.get("z", 2.0)
         if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
             p.append(f"{cw}: threshold = {threshold!r} must be a number.")
@@ -196,7 +212,7 @@ def _parse(name: str, data: dict[str, Any]) -> Lesson:
         if c["direction"] == "equal" and threshold < 0:
             p.append(f"{cw}: an 'equal' claim needs threshold >= 0 (the largest difference allowed).")
         claims.append(Claim(str(c["text"]), str(c["metric"]), arm, against, (window[0], window[1]),
-                            str(c["direction"]), float(threshold), float(z)))
+                            str(c["direction"]), float(threshold), float(z), tuple(since) if since else None, scale))
     seeds = data.get("seeds", 3)
     if not isinstance(seeds, int) or seeds < 1:
         p.append(f"{where}: seeds = {seeds!r} must be a whole number >= 1 (3 or more for a check).")
@@ -290,7 +306,14 @@ def window_mean(rows: list[dict[str, float]], metric: str, window: tuple[int, in
 def effect(claim: Claim, records: dict[str, list[dict[str, float]]]) -> float:
     """One seed's effect for a claim, from each arm's step records."""
     a = window_mean(records[claim.arm], claim.metric, claim.window)
-    b = window_mean(records[claim.against], claim.metric, claim.window) if claim.against else 0.0
+    if claim.since:
+        b = window_mean(records[claim.arm], claim.metric, claim.since)
+    elif claim.against:
+        b = window_mean(records[claim.against], claim.metric, claim.window)
+    else:
+        b = 0.0 if claim.scale == "linear" else 1.0
+    if claim.scale == "log10":
+        return math.log10(a / b) if a > 0 and b > 0 else float("nan")
     return a - b
 
 

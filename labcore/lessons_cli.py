@@ -49,9 +49,10 @@ def check_main(names: list[str], seeds: int | None) -> int:
             return 2
         for v in res.verdicts:
             all_hold &= v.holds
+            print(f"  {v.claim.text}: per seed " + ", ".join(_fmt(e) for e in v.effects), flush=True)
             rows.append((lesson.name, v.claim.text, _fmt(v.mean), _fmt(v.se), f"{v.agree}/{len(v.effects)}",
                          f"{res.seconds:.1f}", "holds" if v.holds else "DOES NOT HOLD"))
-    head = ("lesson", "claim", "effect", "s.e.", "seeds", "seconds", "verdict")
+    head = ("lesson", "claim", "effect", "s.e.", "seeds", "seconds", "verdict")  # seeds: how many agree
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
