@@ -44,8 +44,12 @@ def claim_numbers(lesson: L.Lesson, v: L.Verdict, records: dict[str, list[dict]]
     side = {"greater": ">", "less": "<", "equal": "within ±"}[c.direction]
     steps = f"steps {c.window[0]}-{c.window[1]}" if c.window[0] != c.window[1] else f"step {c.window[0]}"
     mark = "✅ showed" if v.holds else "❌ did not show in this run"
+    if c.since:
+        parts.append(f"{arms[c.arm]} over steps {c.since[0]}-{c.since[1]}: "
+                     f"{L.window_mean(records[c.arm], c.metric, c.since):.4g}")
+    kind = " (log10 of the ratio)" if c.scale == "log10" else ""
     return (f"- {mark}: {c.text}. `{c.metric}` over {steps}: {', '.join(parts)}; "
-            f"effect {v.mean:+.4g} (claimed {side} {c.threshold:g}).")
+            f"effect{kind} {v.mean:+.4g} (claimed {side} {c.threshold:g}).")
 
 
 def verdict_markdown(lesson: L.Lesson, result: L.Result, prediction: str) -> str:

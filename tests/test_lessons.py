@@ -171,3 +171,21 @@ def test_a_claim_that_does_not_hold_fails_the_check(lesson_dir, capsys):
     assert cli.main(["lesson", "check", "right", "--seeds", "2"]) == 0
     out = capsys.readouterr().out
     assert "every claim holds" in out and "2/2" in out
+
+
+def test_the_app_verdict_gives_numbers_and_the_prediction():
+    """The Lessons panel's verdict (pure function): each claim's arm values, effect and threshold, the learner's
+    prediction against the answer, then explanation, source and follow-up; the figure has one line per arm."""
+    from app.lessons import lesson_figure, verdict_markdown
+
+    lesson = L.load_lesson("clip_fraction")
+    recs = {"two_passes": [{"step": s, "clip/frac": 0.02, "ratio/mean": 1.0} for s in range(1, 21)],
+            "one_pass": [{"step": s, "clip/frac": 0.0, "ratio/mean": 1.0} for s in range(1, 21)]}
+    res = L.Result(lesson, [0], {0: recs})
+    res.verdicts = [L.judge(c, [L.effect(c, recs)]) for c in lesson.claims]
+    text = verdict_markdown(lesson, res, lesson.choices[0])
+    assert "epochs = 2: 0.02" in text and "effect +0.02 (claimed > 0)" in text
+    assert "not what the lab found" in text and lesson.answer in text
+    assert "Source." in text and "Follow-up" in text
+    assert "right." in verdict_markdown(lesson, res, lesson.answer)
+    assert len(lesson_figure(lesson, recs).data) == 2 * len(lesson.charts)
