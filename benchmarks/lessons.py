@@ -19,13 +19,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*")
     ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--first-seed", type=int, default=0)
     args = ap.parse_args()
     print(f"# {os.cpu_count()} CPUs visible, torch threads: {os.environ.get('OMP_NUM_THREADS', 'default')}")
     print("| lesson | claim | effect | s.e. | seeds | s (all seeds) | s per seed | reproduces | verdict |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.names or list_lessons():
         lesson = load_lesson(name)
-        res = check(lesson, args.seeds)
+        res = check(lesson, args.seeds, first_seed=args.first_seed)
         for v in res.verdicts:
             per_seed = ", ".join(f"{e:.3g}" for e in v.effects)
             print(f"| {lesson.title} | {v.claim.text} (per seed: {per_seed}) | {v.mean:.3g} | {v.se:.2g} | "

@@ -4,7 +4,7 @@
     rlhf-lab presets
     rlhf-lab pretrain [--out DIR] [--seed S] [--scale X]
     rlhf-lab lessons
-    rlhf-lab lesson check [NAME ...] [--seeds N]
+    rlhf-lab lesson check [NAME ...] [--seeds N] [--first-seed S]
 
 A run goes through the same RunManager as the UI's, so it is validated, stored and fails the same way.
 Exit codes: 0 done, 1 the run failed, 2 bad arguments or settings.
@@ -102,7 +102,7 @@ def cmd_lessons(_: argparse.Namespace) -> int:
 def cmd_lesson(args: argparse.Namespace) -> int:
     from labcore.lessons_cli import check_main
 
-    return check_main(args.names, args.seeds)
+    return check_main(args.names, args.seeds, args.first_seed)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -125,6 +125,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=["check"], help="check: run and test every named lesson (all when none named)")
     p.add_argument("names", nargs="*", help="lesson names (see `rlhf-lab lessons`); none: every lesson")
     p.add_argument("--seeds", type=int, default=None, help="seeds per lesson (default: the lesson's own, 3)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="first seed (default 0); e.g. 3 confirms a claim on seeds it was not designed on")
     p.set_defaults(func=cmd_lesson)
 
 

@@ -366,10 +366,11 @@ class Result:
 
 
 def check(lesson: Lesson, seeds: int | None = None, on_step: Callable[[dict], None] | None = None,
-          on_arm: Callable[[str, int, float], None] | None = None) -> Result:
-    """Run every arm over seeds 0..n-1 and judge every claim. `on_arm(arm, seed, seconds)` reports progress."""
+          on_arm: Callable[[str, int, float], None] | None = None, first_seed: int = 0) -> Result:
+    """Run every arm over seeds first_seed .. first_seed + n - 1 and judge every claim (fresh seeds confirm a
+    claim whose threshold was set on seeds 0..n-1). `on_arm(arm, seed, seconds)` reports progress."""
     n = seeds or lesson.seeds
-    res = Result(lesson, list(range(n)))
+    res = Result(lesson, list(range(first_seed, first_seed + n)))
     t0 = time.perf_counter()
     for seed in res.seeds:
         res.records[seed] = {}

@@ -28,7 +28,10 @@ def _fmt(x: float) -> str:
     return "nan" if x != x else f"{x:.3g}"
 
 
-def check_main(names: list[str], seeds: int | None) -> int:
+def check_main(names: list[str], seeds: int | None, first_seed: int = 0) -> int:
+    if first_seed < 0:
+        print(f"rlhf-lab lesson check: --first-seed {first_seed} must be >= 0", file=sys.stderr)
+        return 2
     if seeds is not None and seeds < 1:
         print(f"rlhf-lab lesson check: --seeds {seeds} must be >= 1 (3 or more for a real check)", file=sys.stderr)
         return 2
@@ -43,7 +46,7 @@ def check_main(names: list[str], seeds: int | None) -> int:
               f"{lesson.steps} steps) ...", flush=True)
         try:
             res = check(lesson, seeds, on_arm=lambda arm, seed, s: print(f"  {arm} seed {seed}: {s:.1f} s",
-                                                                          flush=True))
+                                                                          flush=True), first_seed=first_seed)
         except LessonError as e:
             print(f"rlhf-lab lesson check: {e}", file=sys.stderr)
             return 2
