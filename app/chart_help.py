@@ -66,8 +66,8 @@ CHART_HELP: dict[str, dict[str, str]] = {
     "gradvar": {
         "measures": "The trace of the covariance of the batch gradient estimate, from G groups of prompts: "
                     "(1/G)(1/(G-1)) sum_j ||g_j - g_mean||^2; and the gradient norm before clipping.",
-        "healthy": "Lower is steadier. Compare estimators on one batch (the baseline_variance lesson): two runs' "
-                   "lines differ in weights and batches, which swamps the estimator's effect.",
+        "healthy": "Lower is steadier. Compare estimators on one batch (labcore.variance measures them paired): "
+                   "two runs' lines differ in weights and batches, which swamps the estimator's effect.",
         "try": "A baseline (batch_mean, leave_one_out), more samples per prompt.",
         "constant": "",
     },

@@ -43,7 +43,7 @@ def claim_numbers(lesson: L.Lesson, v: L.Verdict, records: dict[str, list[dict]]
                 parts.append(f"{arms[name]}: not recorded")
     side = {"greater": ">", "less": "<", "equal": "within ±"}[c.direction]
     steps = f"steps {c.window[0]}-{c.window[1]}" if c.window[0] != c.window[1] else f"step {c.window[0]}"
-    mark = "✅ showed" if v.holds else "❌ did not show in this run"
+    mark = "✔ showed" if v.holds else "✘ did not show in this run"
     if c.since:
         parts.append(f"{arms[c.arm]} over steps {c.since[0]}-{c.since[1]}: "
                      f"{L.window_mean(records[c.arm], c.metric, c.since):.4g}")
@@ -57,7 +57,7 @@ def verdict_markdown(lesson: L.Lesson, result: L.Result, prediction: str) -> str
     right = prediction == lesson.answer
     lines = [f"### What happened ({result.seconds:.0f} s, seed {result.seeds[0]})",
              *[claim_numbers(lesson, v, records) for v in result.verdicts], "",
-             f"**You predicted:** {prediction} — {'right.' if right else 'not what the lab found.'}",
+             f"**You predicted:** {prediction} — {'right.' if right else 'not what the lab found.'}", "",
              f"**The answer:** {lesson.answer}", "", f"**Why.** {lesson.explanation}"]
     if lesson.formula:
         lines += ["", f"`{lesson.formula}`"]

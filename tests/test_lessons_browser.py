@@ -3,6 +3,7 @@ REINFORCE, 2 arms x 10 steps), see the question with Run disabled, lock a predic
 in numbers against the prediction, with the explanation, the source and the chart's explanation beside it."""
 
 import os
+from pathlib import Path
 
 import pytest
 from ui_fixtures import free_port, require_model
@@ -10,6 +11,8 @@ from ui_fixtures import free_port, require_model
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]
+
+SHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 
 pytestmark = [
     pytest.mark.browser,
@@ -59,8 +62,10 @@ def test_a_lesson_from_question_to_verdict(page):
     page.wait_for_function("() => document.querySelector('#rl-lesson-verdict').innerText.includes('You predicted')",
                            timeout=240_000)
     verdict = page.locator("#rl-lesson-verdict").inner_text()
-    assert "right." in verdict and "✅ showed" in verdict and "❌" not in verdict
+    assert "right." in verdict and "✔ showed" in verdict and "✘" not in verdict
     assert "grad/norm" in verdict and "effect +0" in verdict
     assert "Source." in verdict and "Follow-up" in verdict
     assert page.locator("#rl-lesson-plot .js-plotly-plot").count() == 1
+    SHOTS.mkdir(exist_ok=True)
+    page.locator("#rl-lessons").screenshot(path=str(SHOTS / "lesson-verdict.png"))
     assert page.errors == []
