@@ -5,6 +5,8 @@
     rlhf-lab presets
     rlhf-lab pretrain [...]
     rlhf-lab replay RUN_DIR [--out FILE.html]
+    rlhf-lab lessons
+    rlhf-lab lesson check [NAME ...] [--seeds N]
 
 Shared mode (`--shared`, or the environment variable RLHF_LAB_SHARED=1, as on a Space) caps runs with
 `labcore.runner.SharedLimits` and lists only each session's own and published runs.
@@ -18,7 +20,7 @@ import sys
 
 from labcore.cli import add_commands
 
-COMMANDS = ("serve", "run", "presets", "pretrain", "replay")
+COMMANDS = ("serve", "run", "presets", "pretrain", "replay", "lessons", "lesson")
 
 
 def _truthy(value: str | None) -> bool:

@@ -20,6 +20,7 @@ import gradio as gr
 
 from app import charts, figures, samples, settings
 from app.lab import Lab, diff_html, formula_markdown, problems_html, status_html
+from app.lessons import lessons_panel
 from app.style import CSS, HEADER_CSS, NOTES_CSS, STATUS_CSS, THEME
 from labcore import config as C
 from labcore.runner import ACTIVE, RunManager, SharedLimits
@@ -102,6 +103,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         timer = gr.Timer(1.0, active=False)
 
         _html(HEADER, HEADER_CSS, elem_id="rl-header")
+        lessons_panel()  # the Lessons mode: its own layout and events (app/lessons.py)
         with gr.Row(equal_height=False):
             # ------------------------------------------------------------------------------ controls
             with gr.Column(scale=1, min_width=330, elem_id="rl-side"):

@@ -3,6 +3,8 @@
     rlhf-lab run PRESET_OR_TOML [--set section.key=value ...] [--steps N] [--out DIR]
     rlhf-lab presets
     rlhf-lab pretrain [--out DIR] [--seed S] [--scale X]
+    rlhf-lab lessons
+    rlhf-lab lesson check [NAME ...] [--seeds N] [--first-seed S]
 
 A run goes through the same RunManager as the UI's, so it is validated, stored and fails the same way.
 Exit codes: 0 done, 1 the run failed, 2 bad arguments or settings.
@@ -91,6 +93,18 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return pretrain_main(args.rest)
 
 
+def cmd_lessons(_: argparse.Namespace) -> int:
+    from labcore.lessons_cli import list_main
+
+    return list_main()
+
+
+def cmd_lesson(args: argparse.Namespace) -> int:
+    from labcore.lessons_cli import check_main
+
+    return check_main(args.names, args.seeds, args.first_seed)
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train one preset or TOML config without the UI")
     p.add_argument("preset", help="a preset name (see `rlhf-lab presets`) or a path to a .toml config")
@@ -105,6 +119,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_pretrain)
+    p = sub.add_parser("lessons", help="list the lessons (presets/lessons/*.toml)")
+    p.set_defaults(func=cmd_lessons)
+    p = sub.add_parser("lesson", help="`lesson check [NAME ...]`: run lessons headless over seeds and test their claims")
+    p.add_argument("action", choices=["check"], help="check: run and test every named lesson (all when none named)")
+    p.add_argument("names", nargs="*", help="lesson names (see `rlhf-lab lessons`); none: every lesson")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per lesson (default: the lesson's own, 3)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="first seed (default 0); e.g. 3 confirms a claim on seeds it was not designed on")
+    p.set_defaults(func=cmd_lesson)
 
 
 def main(argv: list[str] | None = None) -> int:
