@@ -135,8 +135,11 @@ RECIPES: dict[str, Recipe] = {
     "sapo": Recipe(
         "SAPO", "Gao et al. 2025, Soft Adaptive Policy Optimization (arXiv:2511.20347)",
         "GRPO with a soft sigmoid gate on the ratio in place of the hard clip (tau 1.0 for A > 0, 1.05 for A < 0).",
+        # Half the default lr: the soft gate never cuts a token's gradient, so over two minibatches tokens already
+        # far outside the trust region keep moving; at 3e-3 the KL ran to 3.9 and the reward did not rise in 100
+        # steps (benchmarks/learning.py, seed 0), at 1.5e-3 it gains +0.32 with a KL of 0.29.
         {**_GROUP, "algorithm.policy_loss": "sapo", "algorithm.minibatches": 2, "kl.placement": "none",
-         "kl.estimator": "k3", "kl.coef": 0.0}),
+         "kl.estimator": "k3", "kl.coef": 0.0, "optim.lr": 1.5e-3}),
     "raft": Recipe(
         "RAFT / Reinforce-Rej", "Xiong et al. 2025, A Minimalist Approach to LLM Reasoning (arXiv:2504.11343)",
         "Rejection sampling as RL: push up the correct completions only (advantage 1), and drop prompts whose "
