@@ -66,6 +66,15 @@ class RolloutConfig:
     overlong_penalty: float = _f(1.0, "DAPO overlong penalty factor (the penalty at max_new_tokens).")
     reward_clip: float = _f(0.0, "Clip rewards to [-c, c] before advantages. 0 = off.")
     reward_normalize: bool = _f(False, "Standardise rewards over the batch before advantages.")
+    dataset: str = _f("", "Your prompts: a local .jsonl, .json, .csv or .parquet file, or a folder saved with datasets' "
+                          "save_to_disk, with a 'prompt' column (a text or chat messages); its other columns reach "
+                          "the reward functions. Empty: the task's own prompts. Local use only.")
+    reward_fns: str = _f("", "Your rewards, comma-separated: module.function, path/to/file.py:function, or a reward-model "
+                             "folder; TRL's signature f(prompts, completions, **columns) -> list[float | None]. "
+                             "Empty: the task's own. Local use only.")
+    reward_weights: str = _f("", "Weights of the reward functions, comma-separated numbers in their order. Empty: 1 each.")
+    chat_template: str = _f("auto", "Format prompts with the tokenizer's chat template: auto (when it has one), on, off.",
+                            choices=("auto", "on", "off"))
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,8 @@ def _coerce(section: str, key: str, value: Any) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError([f"{where} = {value!r}: expected a number such as 0.2 or 3e-3."]) from None
+    if isinstance(value, (list, tuple)):  # TOML lists for the comma-separated settings (rollout.reward_fns)
+        return ", ".join(str(v) for v in value)
     return str(value)
 
 
@@ -294,6 +305,10 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
                  f"max_new_tokens - 1 = {r.max_new_tokens - 1}.")
     if r.reward_clip < 0:
         p.append(f"rollout.reward_clip = {r.reward_clip!r} must be >= 0 (0 turns clipping off).")
+    choice("rollout.chat_template", r.chat_template, ("auto", "on", "off"))
+    weights = [w.strip() for w in r.reward_weights.split(",") if w.strip()]
+    if not all(_is_number(w) for w in weights):
+        p.append(f"rollout.reward_weights = {r.reward_weights!r}: give comma-separated numbers, e.g. '1.0, 0.2'.")
     if context_length is not None and r.max_new_tokens >= context_length:
         p.append(f"rollout.max_new_tokens = {r.max_new_tokens} does not fit the model's context of "
                  f"{context_length} tokens together with the prompt; use at most {context_length // 2}.")
@@ -372,6 +387,13 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
     if run.log_samples < 0:
         p.append(f"run.log_samples = {run.log_samples!r} must be >= 0.")
     return p
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def check(cfg: Config, *, context_length: int | None = None) -> Config:
