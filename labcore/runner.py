@@ -58,6 +58,11 @@ class SharedLimits:
                      f"{self.max_new_tokens}; lower it.")
         if cfg.algorithm.epochs > self.max_epochs:
             p.append(f"algorithm.epochs = {cfg.algorithm.epochs} is above this server's cap of {self.max_epochs}.")
+        for key in ("dataset", "reward_fns"):
+            if getattr(cfg.rollout, key):
+                p.append(f"rollout.{key} is not offered on a shared server: it never reads server paths or imports "
+                         "code from visitors. Run the lab on your own machine (`rlhf-lab`) to use your own prompts "
+                         "and reward functions.")
         return p
 
 
@@ -126,6 +131,10 @@ class RunManager:
             if len(active) >= self.limits.max_active_per_owner:
                 problems.append(f"you already have {len(active)} run(s) queued or running (the cap is "
                                 f"{self.limits.max_active_per_owner}); stop one or wait for it to finish.")
+        if not problems and not self.limits:  # your prompts and rewards: loaded, imported and probed (local only)
+            from labcore.userfns import problems as user_problems
+
+            problems += user_problems(cfg)
         if not problems:
             from labcore.model import ModelLoadError, resolve_model_path
 

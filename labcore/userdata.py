@@ -75,9 +75,12 @@ def _from_file(p: Path, kind: str) -> list[dict]:
     import datasets
 
     datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()  # the error below says it all, once
     try:
         ds = datasets.load_dataset(kind, data_files=str(p), split="train")
-    except Exception as e:  # pyarrow / datasets errors: keep their first line, name the file
+    except Exception as e:  # pyarrow / pandas errors wrapped by datasets: report the root cause, name the file
+        while e.__cause__ is not None or e.__context__ is not None:
+            e = e.__cause__ or e.__context__
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise _error(str(p), f"could not be read as {kind.upper()} ({type(e).__name__}: {first}). Check that "
                              "every row has the same columns and each column one type (all numbers, or all "
