@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from user_fixtures import build_chat_llama, write_task_files
 
 from labcore import cli, rewards
 from labcore.chat import eos_token_ids, render_prompt, uses_chat_template
@@ -17,7 +18,6 @@ from labcore.rollout import generate
 from labcore.tasks import TASKS, register_task
 from labcore.userdata import load_rows
 from labcore.userfns import problems, task_for
-from tests.user_fixtures import build_chat_llama, write_task_files
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +42,39 @@ def test_cli_trains_a_chat_llama_on_a_jsonl_dataset_with_a_reward_file(chat_llam
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]
     assert all(0.0 <= r["reward/brevity/mean"] <= 1.0 for r in records)
+
+
+@pytest.mark.slow  # a server and a spawned worker process: about half a minute on a 2-core CPU
+def test_the_app_api_trains_on_your_dataset_and_reward_file(chat_llama, tmp_path):
+    """The same through the app's public API (/start), in a spawned worker process as the app runs them."""
+    import time
+
+    from gradio_client import Client
+    from ui_fixtures import running_lab
+
+    data, module = write_task_files(tmp_path / "task")
+    with running_lab(tmp_path / "runs") as (manager, url, _):
+        client = Client(url, verbose=False)
+        client.predict(owner_id="own-task", model_policy=str(chat_llama), rollout_dataset=str(data),
+                       rollout_reward_fns=f"{module}:brevity", rollout_prompts_per_step=2,
+                       rollout_samples_per_prompt=2, rollout_max_new_tokens=8, run_steps=3,
+                       run_grad_variance=False, api_name="/start")
+        end = time.monotonic() + 180
+        while (details := client.predict(api_name="/status")[1])["state"] in ("queued", "running") \
+                and time.monotonic() < end:
+            time.sleep(0.5)
+    assert details["state"] == "done" and details["records"] == 3, details
+    assert 0.0 <= details["last"]["reward/brevity/mean"] <= 1.0
+
+
+def test_an_uploaded_reward_file_names_its_reward_functions(tmp_path):
+    from app.userfiles import reward_fns_setting
+
+    _, module = write_task_files(tmp_path)
+    (module.parent / "helpers.py").write_text("def helper(x):\n    return x\n")
+    assert reward_fns_setting(str(module)) == ", ".join(f"{module}:{n}" for n in ("brevity", "boom", "short", "words"))
+    with pytest.raises(ValueError, match="defines no reward function"):
+        reward_fns_setting(str(module.parent / "helpers.py"))
 
 
 def test_the_trainer_formats_prompts_with_the_chat_template_and_stops_at_each_eos(chat_llama, tmp_path):
