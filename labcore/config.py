@@ -50,6 +50,8 @@ class ModelConfig:
                                   "transformers + peft in fewer operator calls (a step about a fifth faster on a CPU). "
                                   "Off: transformers' forward.")
     device: str = _f("auto", "Device: auto (CUDA, then MPS, then CPU), cpu, cuda or mps.", choices=("auto", "cpu", "cuda", "mps"))
+    adapter: str = _f("", "Start from saved LoRA weights: a folder written by peft's save_pretrained (a run folder's "
+                          "adapter/). The reference stays the base model. Empty: a fresh adapter. Local use only.")
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,10 @@ class RunConfig:
     grad_variance: bool = _f(True, "Estimate the policy-gradient variance (costs about one extra forward and backward).")
     grad_variance_every: int = _f(5, "Estimate the gradient variance every N steps (its cost is then spread out).")
     log_samples: int = _f(16, "Completions kept per step for the samples table.")
+    save_every: int = _f(0, "Save a checkpoint (adapter and trainer state) in the run folder every N steps; one is "
+                            "always saved at the end. 0 = only at the end.")
+    resume: str = _f("", "Continue the run in this run folder from its checkpoint (its step, optimiser and random "
+                         "state); steps count on to run.steps. Empty: a new run. Local use only.")
 
 
 @dataclass(frozen=True)
@@ -386,6 +392,8 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
     positive("run.grad_variance_every", run.grad_variance_every, integer=True)
     if run.log_samples < 0:
         p.append(f"run.log_samples = {run.log_samples!r} must be >= 0.")
+    if run.save_every < 0:
+        p.append(f"run.save_every = {run.save_every!r} must be >= 0 (0 saves only at the end).")
     return p
 
 
