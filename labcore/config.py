@@ -119,7 +119,9 @@ class KLConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = _f(3e-3, "Adam learning rate for the LoRA weights. Live: can change mid-run.")
+    lr: float = _f(3e-3, "Adam learning rate for the LoRA weights (3e-3 suits the built-in model; choosing another "
+                         "model scales the recipe's rate by 1/60, e.g. to 5e-5, unless you set it). Live: can change "
+                         "mid-run.")
     grad_clip: float = _f(1.0, "Clip the global gradient norm to this. 0 = off.")
     weight_decay: float = _f(0.0, "AdamW weight decay.")
 
@@ -129,7 +131,8 @@ class RunConfig:
     steps: int = _f(100, "Training steps.")
     seed: int = _f(0, "Seed for prompts, sampling and LoRA initialisation.")
     name: str = _f("", "A name for the run (shown in legends). Empty: recipe and time.")
-    grad_variance: bool = _f(True, "Estimate the policy-gradient variance (costs about one extra forward and backward).")
+    grad_variance: bool = _f(True, "Estimate the policy-gradient variance (costs about one extra forward and backward; "
+                                   "off by default for models other than the built-in one).")
     grad_variance_every: int = _f(5, "Estimate the gradient variance every N steps (its cost is then spread out).")
     log_samples: int = _f(16, "Completions kept per step for the samples table.")
     save_every: int = _f(0, "Save a checkpoint (adapter and trainer state) in the run folder every N steps; one is "
@@ -234,7 +237,28 @@ def apply(cfg: Config, overrides: dict[str, Any]) -> Config:
             problems.extend(e.problems)
     if problems:
         raise ConfigError(problems)
-    return replace(cfg, **{s: replace(getattr(cfg, s), **kv) for s, kv in updates.items()})
+    new = replace(cfg, **{s: replace(getattr(cfg, s), **kv) for s, kv in updates.items()})
+    return for_real_model(cfg, new, set(flat_over))
+
+
+# The recipes' learning rates are tuned for the built-in 1 M-parameter model; LoRA RL on a real model (135 M and
+# up) wants about 1e-5 to 1e-4. Switching to a real model scales them by this (3e-3 -> 5e-5), keeping the recipes'
+# ratios (PPO's four passes: half).
+REAL_MODEL_LR_FACTOR = 1 / 60
+
+
+def for_real_model(old: Config, new: Config, given: set[str]) -> Config:
+    """Defaults that follow the model: when `new` switches from the built-in policy to another one, the learning
+    rate is scaled by REAL_MODEL_LR_FACTOR and the gradient-variance pass (an extra step's cost) is switched off,
+    unless `given` (the dotted keys just set) sets them. Switching back leaves them alone."""
+    if old.model.policy != "tiny" or new.model.policy == "tiny":
+        return new
+    optim, run = new.optim, new.run
+    if "optim.lr" not in given:
+        optim = replace(optim, lr=optim.lr * REAL_MODEL_LR_FACTOR)
+    if "run.grad_variance" not in given:
+        run = replace(run, grad_variance=False)
+    return replace(new, optim=optim, run=run)
 
 
 def build(recipe: str | None = None, overrides: dict[str, Any] | None = None) -> Config:

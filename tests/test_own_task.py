@@ -314,3 +314,17 @@ def test_a_folder_without_tokenizer_files_says_which_are_missing(chat_llama, tmp
             shutil.copy(f, folder / f.name)
     with pytest.raises(ModelLoadError, match="holds none of tokenizer.json, tokenizer_config.json"):
         load_policy(str(folder), device="cpu")
+
+
+def test_defaults_follow_the_model_unless_set():
+    """The recipes' rates are tuned for the built-in model: a real one gets them scaled (ratios kept) and no
+    gradient-variance pass, through build (TOML, API) and through apply (`--set model.policy=...`)."""
+    from labcore.config import apply, load_preset
+
+    real = build("grpo", {"model.policy": "some/model"})
+    assert (real.optim.lr, real.run.grad_variance) == (5e-5, False)
+    assert build("ppo", {"model.policy": "some/model"}).optim.lr == pytest.approx(2.5e-5)
+    assert apply(load_preset("grpo"), {"model.policy": "some/model"}).optim.lr == 5e-5
+    chosen = build("grpo", {"model.policy": "some/model", "optim.lr": 1e-3, "run.grad_variance": True})
+    assert (chosen.optim.lr, chosen.run.grad_variance) == (1e-3, True)
+    assert (build("grpo").optim.lr, build("grpo").run.grad_variance) == (3e-3, True)
