@@ -100,7 +100,7 @@ def length_match(prompts: list[str], completions: list[str], target_len: list | 
     return out
 
 
-def _text(x: str | list[dict]) -> str:
+def as_text(x: str | list[dict]) -> str:
     """A text prompt or completion as is; chat messages as their contents, one per line."""
     return x if isinstance(x, str) else "\n".join(str(m.get("content", "")) for m in x)
 
@@ -134,7 +134,7 @@ class RewardModelScorer:
 
         model, tokenizer = self._load()
         device = next(model.parameters()).device
-        texts = [f"{_text(p).rstrip()} {_text(c).strip()}".strip() for p, c in zip(prompts, completions)]
+        texts = [f"{as_text(p).rstrip()} {as_text(c).strip()}".strip() for p, c in zip(prompts, completions)]
         scores: list[float] = []
         max_len = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None) or 10**6)
         for start in range(0, len(texts), self.batch_size):

@@ -62,7 +62,7 @@ class SharedLimits:
             section, name = key.split(".")
             if getattr(getattr(cfg, section), name):
                 p.append(f"{key} is not offered on a shared server: it never reads server paths or imports "
-                         "code from visitors. Run the lab on your own machine (`rlhf-lab`) to use your own prompts "
+                         "code from visitors. Run the lab on your own machine (`rlhf-lab`) to use your own files "
                          "and reward functions.")
         return p
 

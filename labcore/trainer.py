@@ -544,7 +544,7 @@ class Trainer:
         for i, L in enumerate(lengths):
             figures = {name: [round(v, 4) for v in table[i][:L]] for name, table in per_token.items()}
             out.append({
-                "step": self.step_count, "prompt": rows[i // K]["prompt"], "completion": texts[i],
+                "step": self.step_count, "prompt": rewards.as_text(rows[i // K]["prompt"]), "completion": texts[i],
                 "tokens": self.tok.convert_ids_to_tokens(ids[i][:L]), "reward": round(reward[i], 4),
                 "advantage": round(sum(per_token["adv"][i][:L]) / L, 4) if L else 0.0, "eos": bool(eos[i]),
                 **figures,

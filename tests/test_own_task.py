@@ -88,6 +88,10 @@ def test_the_trainer_formats_prompts_with_the_chat_template_and_stops_at_each_eo
     assert trainer.tok.decode(ids[0]) == "<|im_start|>user\nsay 2 words<|im_end|>\n<|im_start|>assistant\n"
     im_end, eot = trainer.tok.convert_tokens_to_ids(["<|im_end|>", "<|endoftext|>"])
     assert trainer.eos_ids == [im_end, eot]
+    msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    ids, _ = trainer.encode([{"prompt": msgs}])
+    assert trainer.tok.decode(ids[0]) == ("<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+                                          "<|im_start|>assistant\n")
     off = Trainer(build("grpo", {"model.policy": str(chat_llama), "rollout.chat_template": "off"}))
     assert off.tok.decode(off.encode([{"prompt": "say 2 words"}])[0][0]) == "say 2 words"
 
@@ -170,6 +174,22 @@ def test_every_supported_format_loads_with_its_columns(tmp_path):
     (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     for name in ("p.csv", "p.parquet", "saved", "p.jsonl"):
         assert load_rows(str(tmp_path / name)) == rows, name
+
+
+def test_a_chat_dataset_trains_and_logs_its_prompts_as_text(chat_llama, tmp_path):
+    from labcore.trainer import Trainer
+
+    rows = [{"prompt": [{"role": "user", "content": f"say {n} words"}], "target_words": n} for n in (1, 2, 3)]
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "r.py").write_text("def n_words(prompts, completions, target_words, **kw):\n"
+                                   "    return [-abs(len(c[0]['content'].split()) - t) for c, t in "
+                                   "zip(completions, target_words)]\n")
+    trainer = Trainer(build("grpo", {"model.policy": str(chat_llama), "rollout.dataset": str(tmp_path / "chat.jsonl"),
+                                     "rollout.reward_fns": f"{tmp_path / 'r.py'}:n_words", "rollout.prompts_per_step": 2,
+                                     "rollout.max_new_tokens": 4}))
+    result = trainer.train_step()
+    assert "reward/n_words/mean" in result.metrics
+    assert result.samples[0]["prompt"] in {"say 1 words", "say 2 words", "say 3 words"}
 
 
 def test_chat_message_prompts_reach_reward_functions_in_trl_form(tmp_path):
