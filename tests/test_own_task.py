@@ -348,3 +348,17 @@ def test_defaults_follow_the_model_unless_set():
     chosen = build("grpo", {"model.policy": "some/model", "optim.lr": 1e-3, "run.grad_variance": True})
     assert (chosen.optim.lr, chosen.run.grad_variance) == (1e-3, True)
     assert (build("grpo").optim.lr, build("grpo").run.grad_variance) == (3e-3, True)
+
+
+def test_the_fast_path_falls_back_when_its_logits_differ_from_transformers(monkeypatch):
+    """A transformers release that changed its maths must not make the fast path silently wrong: the check at load
+    compares logits and, on a mismatch, gives the reason and leaves transformers' forward in charge."""
+    from labcore import fastpath
+    from labcore.model import load_policy
+
+    policy = load_policy("tiny", device="cpu")
+    fast, why = fastpath.fast_decoder(policy.model)
+    assert fast is not None and why == ""
+    monkeypatch.setattr(fastpath, "rms_norm", lambda x, weight, eps: x * weight)  # a norm that drifted
+    fast, why = fastpath.fast_decoder(policy.model)
+    assert fast is None and "its logits differ from transformers" in why
