@@ -18,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from app import charts, figures, samples, settings
+from app import charts, figures, samples, settings, userfiles
 from app.lab import Lab, diff_html, formula_markdown, problems_html, status_html
 from app.lessons import lessons_panel
 from app.style import CSS, HEADER_CSS, NOTES_CSS, STATUS_CSS, THEME
@@ -118,6 +118,10 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                     controls.update(_control_rows(settings.ADVANCED, start_values))
                 with gr.Accordion("Import and share", open=False):
                     import_btn = gr.UploadButton("Import config (.toml)", file_types=[".toml"], size="sm")
+                    with gr.Row(visible=not shared):  # a shared server never reads a visitor's files or code
+                        data_btn = gr.UploadButton("Your prompts (.jsonl, .csv, .parquet)", size="sm",
+                                                   file_types=[".jsonl", ".json", ".csv", ".parquet"])
+                        fns_btn = gr.UploadButton("Your reward functions (.py)", file_types=[".py"], size="sm")
                     link = gr.Textbox(label="Link to these settings", buttons=["copy"], interactive=False,
                                       info="Open it to restore every setting (query parameters).")
 
@@ -296,6 +300,15 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 return {problems: problems_html(e.problems, "Import failed")}
             return {**fill(cfg), preset: None, preset_note: "Imported from a TOML file.", problems: ""}
 
+        def use_dataset(path: str):
+            return {controls["rollout.dataset"]: path, problems: ""}
+
+        def use_reward_file(path: str):
+            try:
+                return {controls["rollout.reward_fns"]: userfiles.reward_fns_setting(path), problems: ""}
+            except (OSError, UnicodeDecodeError, ValueError) as e:
+                return {problems: problems_html([str(e)], "Upload failed")}
+
         def started(owner_id: str, run_id: str) -> dict:
             return {run_state: run_id, problems: "", checks: "", live_note: "", sig_state: {},
                     timer: gr.Timer(active=True),
@@ -399,6 +412,9 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
               **derived_io)
         import_btn.upload(import_toml, [import_btn], [*ctl, preset, preset_note, problems],
                           **private).then(**derived_io)
+        data_btn.upload(use_dataset, [data_btn], [controls["rollout.dataset"], problems], **private).then(**derived_io)
+        fns_btn.upload(use_reward_file, [fns_btn], [controls["rollout.reward_fns"], problems],
+                       **private).then(**derived_io)
         hot = [controls[k] for k in settings.LIVE]
         gr.on([c.input for c in hot], live, [owner, run_state, *hot], [live_note], **private)
 

@@ -94,6 +94,8 @@ class ModelConfig:
                                   "transformers + peft in fewer operator calls (a step about a fifth faster on a CPU). "
                                   "Off: transformers' forward.")
     device: str = _f("auto", "Device: auto (CUDA, then MPS, then CPU), cpu, cuda or mps.", choices={"auto": "", "cpu": "", "cuda": "", "mps": ""})
+    adapter: str = _f("", "Start from saved LoRA weights: a folder written by peft's save_pretrained (a run folder's "
+                          "adapter/). The reference stays the base model. Empty: a fresh adapter. Local use only.")
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,15 @@ class RolloutConfig:
     overlong_penalty: float = _f(1.0, "DAPO overlong penalty factor (the penalty at max_new_tokens).", within=NON_NEGATIVE)
     reward_clip: float = _f(0.0, "Clip rewards to [-c, c] before advantages. 0 = off.", within=Range(0, hint="0 turns clipping off"))
     reward_normalize: bool = _f(False, "Standardise rewards over the batch before advantages.")
+    dataset: str = _f("", "Your prompts: a local .jsonl, .json, .csv or .parquet file, or a folder saved with datasets' "
+                          "save_to_disk, with a 'prompt' column (a text or chat messages); its other columns reach "
+                          "the reward functions. Empty: the task's own prompts. Local use only.")
+    reward_fns: str = _f("", "Your rewards, comma-separated: module.function, path/to/file.py:function, or a reward-model "
+                             "folder; TRL's signature f(prompts, completions, **columns) -> list[float | None]. "
+                             "Empty: the task's own. Local use only.")
+    reward_weights: str = _f("", "Weights of the reward functions, comma-separated numbers in their order. Empty: 1 each.")
+    chat_template: str = _f("auto", "Format prompts with the tokenizer's chat template: auto (when it has one), on, off.",
+                            choices={"auto": "", "on": "", "off": ""})
 
 
 @dataclass(frozen=True)
@@ -163,7 +174,9 @@ class KLConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    lr: float = _f(3e-3, "Adam learning rate for the LoRA weights. Live: can change mid-run.", within=POSITIVE)
+    lr: float = _f(3e-3, "Adam learning rate for the LoRA weights (3e-3 suits the built-in model; choosing another "
+                         "model scales the recipe's rate by 1/60, e.g. to 5e-5, unless you set it). Live: can change "
+                         "mid-run.", within=POSITIVE)
     grad_clip: float = _f(1.0, "Clip the global gradient norm to this. 0 = off.", within=Range(0, hint="0 turns it off"))
     weight_decay: float = _f(0.0, "AdamW weight decay.", within=NON_NEGATIVE)
 
@@ -173,9 +186,14 @@ class RunConfig:
     steps: int = _f(100, "Training steps.", within=AT_LEAST_1)
     seed: int = _f(0, "Seed for prompts, sampling and LoRA initialisation.", within=NON_NEGATIVE)
     name: str = _f("", "A name for the run (shown in legends). Empty: recipe and time.")
-    grad_variance: bool = _f(True, "Estimate the policy-gradient variance (costs about one extra forward and backward).")
+    grad_variance: bool = _f(True, "Estimate the policy-gradient variance (costs about one extra forward and backward; "
+                                   "off by default for models other than the built-in one).")
     grad_variance_every: int = _f(5, "Estimate the gradient variance every N steps (its cost is then spread out).", within=AT_LEAST_1)
     log_samples: int = _f(16, "Completions kept per step for the samples table.", within=NON_NEGATIVE)
+    save_every: int = _f(0, "Save a checkpoint (adapter and trainer state) in the run folder every N steps; one is "
+                            "always saved at the end. 0 = only at the end.", within=Range(0, hint="0 saves only at the end"))
+    resume: str = _f("", "Continue the run in this run folder from its checkpoint (its step, optimiser and random "
+                         "state); steps count on to run.steps. Empty: a new run. Local use only.")
 
 
 @dataclass(frozen=True)
@@ -237,6 +255,8 @@ def _coerce(section: str, key: str, value: Any) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise ConfigError([f"{where} = {value!r}: expected a number such as 0.2 or 3e-3."]) from None
+    if isinstance(value, (list, tuple)):  # TOML lists for the comma-separated settings (rollout.reward_fns)
+        return ", ".join(str(v) for v in value)
     return str(value)
 
 
@@ -281,7 +301,28 @@ def apply(cfg: Config, overrides: dict[str, Any]) -> Config:
             problems.extend(e.problems)
     if problems:
         raise ConfigError(problems)
-    return replace(cfg, **{s: replace(getattr(cfg, s), **kv) for s, kv in updates.items()})
+    new = replace(cfg, **{s: replace(getattr(cfg, s), **kv) for s, kv in updates.items()})
+    return for_real_model(cfg, new, set(flat_over))
+
+
+# The recipes' learning rates are tuned for the built-in 1 M-parameter model; LoRA RL on a real model (135 M and
+# up) wants about 1e-5 to 1e-4. Switching to a real model scales them by this (3e-3 -> 5e-5), keeping the recipes'
+# ratios (PPO's four passes: half).
+REAL_MODEL_LR_FACTOR = 1 / 60
+
+
+def for_real_model(old: Config, new: Config, given: set[str]) -> Config:
+    """Defaults that follow the model: when `new` switches from the built-in policy to another one, the learning
+    rate is scaled by REAL_MODEL_LR_FACTOR and the gradient-variance pass (an extra step's cost) is switched off,
+    unless `given` (the dotted keys just set) sets them. Switching back leaves them alone."""
+    if old.model.policy != "tiny" or new.model.policy == "tiny":
+        return new
+    optim, run = new.optim, new.run
+    if "optim.lr" not in given:
+        optim = replace(optim, lr=optim.lr * REAL_MODEL_LR_FACTOR)
+    if "run.grad_variance" not in given:
+        run = replace(run, grad_variance=False)
+    return replace(new, optim=optim, run=run)
 
 
 def build(recipe: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -335,6 +376,9 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
     if r.overlong_buffer < 0 or (r.overlong_buffer and r.overlong_buffer >= r.max_new_tokens):
         p.append(f"rollout.overlong_buffer = {r.overlong_buffer} must be 0 (off) or between 1 and "
                  f"max_new_tokens - 1 = {r.max_new_tokens - 1}.")
+    weights = [w.strip() for w in r.reward_weights.split(",") if w.strip()]
+    if not all(_is_number(w) for w in weights):
+        p.append(f"rollout.reward_weights = {r.reward_weights!r}: give comma-separated numbers, e.g. '1.0, 0.2'.")
     if context_length is not None and r.max_new_tokens >= context_length:
         p.append(f"rollout.max_new_tokens = {r.max_new_tokens} does not fit the model's context of "
                  f"{context_length} tokens together with the prompt; use at most {context_length // 2}.")
@@ -371,6 +415,13 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
     if o.lr > 1:
         p.append(f"optim.lr = {o.lr!r} is far too large for Adam; try 1e-4 to 1e-2.")
     return p
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def check(cfg: Config, *, context_length: int | None = None) -> Config:

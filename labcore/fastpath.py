@@ -24,7 +24,9 @@ compares logits, the last hidden state, the KV cache and the LoRA gradients for 
 configurations, padded batches, cached decoding, grouped-query attention, biases, LoRA on any subset of the
 projections, the reference (adapter off) mode and a bfloat16 model with its float32 adapter.
 
-`fast_decoder(model)` returns a `FastDecoder`, or None and the reason when the model is outside what it covers:
+`fast_decoder(model)` checks the FastDecoder's logits against transformers' once (`self_check`: a future
+transformers that changes its maths makes it fall back, saying why, rather than be silently wrong) and returns it,
+or None and the reason when the check fails or the model is outside what it covers:
 model types llama / mistral / qwen2 with full attention (no sliding window), SiLU MLPs, RMSNorm, and plain LoRA
 (one adapter, no DoRA, no LoRA dropout, on any of the seven projections and nowhere else). Everything else runs
 through transformers unchanged. RoPE variants (scaled, dynamic) come from the model's own rotary module, called
@@ -297,4 +299,36 @@ def fast_decoder(model: nn.Module) -> tuple[FastDecoder | None, str]:
     elsewhere = [n for n, m in model.named_modules() if hasattr(m, "lora_A") and m not in adapters]
     if elsewhere:
         return None, f"LoRA is also on {elsewhere[0]}"
-    return FastDecoder(lm, layers, adapters), ""
+    fast = FastDecoder(lm, layers, adapters)
+    differs = self_check(fast, model)
+    return (None, differs) if differs else (fast, "")
+
+
+# Largest relative difference (Frobenius) between the fast and transformers' logits on the check input. Float32
+# agrees to rounding (~1e-7); bfloat16 sums the fused products in another order (~1e-3). A wrong formula (RoPE,
+# norms, masks) is off by 1e-1 or more.
+SELF_CHECK_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-4}
+SELF_CHECK_TOLERANCE_16BIT = 3e-2
+
+
+@torch.no_grad()
+def self_check(fast: FastDecoder, model: nn.Module) -> str:
+    """'' if `fast` gives transformers' logits on a small padded batch, else why not: run once per model load, so
+    a transformers release that changes its maths makes labcore fall back to it instead of being silently wrong."""
+    import transformers
+
+    device, vocab = fast.embed.device, fast.embed.size(0)
+    ids = ((torch.arange(16, device=device) * 7919 + 11) % vocab).view(2, 8)              # (2, 8) any tokens
+    attn = torch.ones_like(ids)
+    attn[1, :3] = 0                                                                        # one left-padded row
+    pos = (attn.cumsum(-1) - 1).clamp(min=0)
+    ref = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits
+    got = fast(input_ids=ids, attention_mask=attn, position_ids=pos).logits
+    valid = attn.bool()
+    ref, got = ref[valid].float(), got[valid].float()                                     # (real tokens, V)
+    rel = float((got - ref).norm() / ref.norm().clamp(min=1e-12))
+    tol = SELF_CHECK_TOLERANCE.get(fast.embed.dtype, SELF_CHECK_TOLERANCE_16BIT)
+    if not rel <= tol:  # also catches NaN
+        return (f"its logits differ from transformers {transformers.__version__}'s by {rel:.1e} (relative; at most "
+                f"{tol:.0e} expected) on a check input, so transformers' forward is used")
+    return ""

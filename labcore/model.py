@@ -11,7 +11,8 @@ shared and never copied. Hence: do not merge adapters into ``policy.model`` or m
 ``load_policy`` for the device you want.
 
 Dropout inside the base model is switched off (RL needs the same log-probs at rollout and update time);
-the only dropout left is ``lora_dropout``. Left out on purpose: quantization, multi-GPU sharding,
+the only dropout left is ``lora_dropout``. A tokenizer that does not fit the model (more tokens than embedding rows, or no tokenizer files) is refused
+with a message saying how to fix it. Left out on purpose: quantization, multi-GPU sharding,
 ``trust_remote_code`` and adapters loaded from disk.
 """
 
@@ -205,15 +206,34 @@ def _base_model(name: str, path: str, device: torch.device, dtype: torch.dtype) 
         return _BASE_CACHE[key]
 
 
+# Any one of these makes a folder loadable by AutoTokenizer (a fast tokenizer, or a slow one's vocabulary).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model",
+                   "vocab.txt")
+
+
 def _load_tokenizer(name: str, path: str):
     from transformers import AutoTokenizer
 
+    if os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES):
+        raise ModelLoadError(f"'{name}' has no tokenizer: {path} holds none of {', '.join(TOKENIZER_FILES)}. "
+                             "Save the model's tokenizer into the same folder (tokenizer.save_pretrained(folder)).")
     tokenizer = _from_pretrained(AutoTokenizer, name, path)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise _fail(name, "its tokenizer has neither a pad nor an EOS token")
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def check_vocab(name: str, model: nn.Module, tokenizer) -> None:
+    """Raise ModelLoadError when the tokenizer can emit ids the model's embedding has no row for (the forward
+    would fail with `IndexError: index out of range in self`). A larger embedding is fine (padded vocabularies)."""
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise ModelLoadError(f"The tokenizer of '{name}' has {len(tokenizer)} tokens but the model's embedding has "
+                             f"only {rows} rows, so token ids from {rows} up would crash the forward pass. Use the "
+                             "tokenizer saved with this model, or grow the embedding "
+                             "(model.resize_token_embeddings(len(tokenizer))) and save the model again.")
 
 
 @dataclass
@@ -271,6 +291,7 @@ def load_policy(name_or_path: str = TINY, *, lora_rank: int = 8, lora_alpha: flo
     dev, dtype = pick_device(device)
     base = _base_model(name_or_path, path, dev, dtype)
     tokenizer = _load_tokenizer(name_or_path, path)
+    check_vocab(name_or_path, base, tokenizer)
     if base.config.pad_token_id is None:
         base.config.pad_token_id = tokenizer.pad_token_id
     # A new module tree around the same frozen tensors: the adapter is fresh, the weights are not copied.
@@ -309,6 +330,7 @@ def load_reward_model(name_or_path: str = TINY_RM, device: str = "auto") -> tupl
                 raise _fail(name_or_path, f"a reward model needs one output (num_labels=1), this one has "
                                           f"{model.config.num_labels}")
             tokenizer = _load_tokenizer(name_or_path, path)
+            check_vocab(name_or_path, model, tokenizer)
             tokenizer.padding_side = "right"
             if model.config.pad_token_id is None:
                 model.config.pad_token_id = tokenizer.pad_token_id

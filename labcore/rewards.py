@@ -12,12 +12,17 @@ Conventions chosen here:
 - ``length_match`` gives 0.0 to an EOS-less (truncated) completion: its length is unknown. Penalties for
   missing EOS and DAPO's overlong shaping are the trainer's job, not the task's.
 
+``call_reward_funcs`` runs a task's functions over a batch and checks what they return (the trainer calls it).
+
 Left out: model-graded rewards other than the sequence-classification RM, and any shaping of rewards.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import traceback
+from collections.abc import Callable, Sequence
 
 _ARITH = re.compile(r"^\s*(\d+)\s*([+-])\s*(\d+)\s*=\s*$")
 _LENGTH = re.compile(r"\bsay\s+(\d+)\s+words?\b")
@@ -95,6 +100,11 @@ def length_match(prompts: list[str], completions: list[str], target_len: list | 
     return out
 
 
+def as_text(x: str | list[dict]) -> str:
+    """A text prompt or completion as is; chat messages as their contents, one per line."""
+    return x if isinstance(x, str) else "\n".join(str(m.get("content", "")) for m in x)
+
+
 class RewardModelScorer:
     """A learned reward model as a reward function: scores ``prompt + " " + completion``.
 
@@ -124,7 +134,7 @@ class RewardModelScorer:
 
         model, tokenizer = self._load()
         device = next(model.parameters()).device
-        texts = [f"{p.rstrip()} {c.strip()}".strip() for p, c in zip(prompts, completions)]
+        texts = [f"{as_text(p).rstrip()} {as_text(c).strip()}".strip() for p, c in zip(prompts, completions)]
         scores: list[float] = []
         max_len = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None) or 10**6)
         for start in range(0, len(texts), self.batch_size):
@@ -134,3 +144,58 @@ class RewardModelScorer:
                 logits = model(**batch).logits  # (B, 1)
             scores += logits[:, 0].float().tolist()
         return scores
+
+
+class RewardFnError(ValueError):
+    """A reward function raised, or returned something that is not one number (or None) per completion."""
+
+
+def fn_name(fn: Callable) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def where_raised(e: BaseException) -> str:
+    """' at file.py:12' for the innermost frame of an exception's traceback, or ''."""
+    frames = traceback.extract_tb(e.__traceback__)
+    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+
+
+def call_reward_funcs(funcs: Sequence[Callable], weights: Sequence[float], prompts: list, completions: list[str],
+                      columns: dict[str, list]) -> tuple[list[float], dict[str, float]]:
+    """Run every reward function with TRL's signature and add them up with their weights.
+
+    prompts, completions: one per completion (B). A prompt that is a list of chat messages gets, as TRL does, its
+    completion as [{"role": "assistant", "content": text}]. columns: keyword arguments, each a list of B values.
+    Returns the (B,) weighted sums, NaN where every function said None (unscorable), and each function's mean
+    over the completions it scored. Raises RewardFnError naming the function, where it raised, and the fix.
+    """
+    B = len(completions)
+    if prompts and not isinstance(prompts[0], str):
+        completions = [[{"role": "assistant", "content": c}] for c in completions]
+    total, seen = [0.0] * B, [False] * B
+    per_fn: dict[str, float] = {}
+    for fn, w in zip(funcs, weights):
+        name = fn_name(fn)
+        try:
+            vals = fn(prompts, completions, **columns)
+        except Exception as e:  # a user's reward function: say where it failed, do not crash the process
+            raise RewardFnError(f"reward function '{name}' raised {type(e).__name__}: {e}{where_raised(e)}. "
+                                "Fix the function; return None for a completion it cannot score.") from e
+        if vals is None or isinstance(vals, (str, bytes)) or not hasattr(vals, "__len__") or len(vals) != B:
+            got = "None" if vals is None else f"{len(vals)} values" if hasattr(vals, "__len__") else repr(vals)
+            raise RewardFnError(f"reward function '{name}' returned {got} for {B} completions; it must return a "
+                                "list with one float (or None for an unscorable one) per completion.")
+        scored = []
+        for i, v in enumerate(vals):
+            if v is None:
+                continue
+            if not isinstance(v, (int, float)) and hasattr(v, "item") and getattr(v, "ndim", 1) == 0:
+                v = v.item()  # a numpy or torch scalar
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise RewardFnError(f"reward function '{name}' returned {v!r} for completion {i} "
+                                    f"({completions[i]!r}); return a finite float, or None if it cannot be scored.")
+            total[i] += w * float(v)
+            seen[i] = True
+            scored.append(float(v))
+        per_fn[name] = sum(scored) / len(scored) if scored else float("nan")
+    return [t if s else float("nan") for t, s in zip(total, seen)], per_fn

@@ -84,19 +84,27 @@ class Batch:
         return out
 
 
-def encode_prompts(tokenizer, prompts: list[str], repeat: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokenise prompts (BOS first when the tokenizer has one), left-pad, repeat each `repeat` times in a row.
+def encode_prompts(tokenizer, prompts: list[str], repeat: int, device: torch.device,
+                   add_bos: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokenise prompts (BOS first when the tokenizer has one and `add_bos`), left-pad, repeat each `repeat`
+    times in a row. A prompt rendered by a chat template already holds its special tokens: pass add_bos=False.
 
     Shape: (P*repeat, Tp) ids and attention mask.
     """
     rows = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]  # one call for the batch
     bos = tokenizer.bos_token_id
-    if bos is not None:
+    if bos is not None and add_bos:
         rows = [r if r[:1] == [bos] else [bos] + r for r in rows]
     Tp, pad = max(len(r) for r in rows), tokenizer.pad_token_id
     ids = torch.tensor([[pad] * (Tp - len(r)) + r for r in rows], dtype=torch.long)
     attn = torch.tensor([[0] * (Tp - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
     return ids.repeat_interleave(repeat, 0).to(device), attn.repeat_interleave(repeat, 0).to(device)
+
+
+def sampling_generator(device: torch.device, seed: int) -> torch.Generator:
+    """The random stream for sampling, on the model's device: torch.multinomial rejects a CPU generator for CUDA
+    or MPS tensors (and drawing on the CPU would cost a copy of the probabilities every token)."""
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def _positions(attn: torch.Tensor) -> torch.Tensor:
@@ -141,18 +149,25 @@ def _scores(logits: torch.Tensor, tokens: torch.Tensor, temperature: float, with
     return result
 
 
-def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int, eos_id: int,
+def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_new_tokens: int,
+             eos_id: int | list[int],
              pad_id: int, samples_per_prompt: int = 1, temperature: float = 1.0, top_p: float = 1.0,
              greedy: bool = False, generator: torch.Generator | None = None, keep_graph: bool = False,
              with_hidden: bool = False) -> Batch:
     """Sample `samples_per_prompt` (K) completions for each of the P prompts (P, Tp) with a KV cache; each
-    prompt is run once. Stops early when every row has emitted EOS. Returns a Batch of B = P*K rows.
+    prompt is run once. Stops early when every row has emitted EOS (any of the ids in `eos_id`, which may be a
+    list: instruct models end a turn with several). Returns a Batch of B = P*K rows.
 
     keep_graph: run with autograd on and return, in `batch.logprobs`, what `token_logprobs(model, batch,
     temperature, with_entropy=True, with_hidden=with_hidden)` would (log-probs of the unfiltered distribution
     at `temperature`, as the update needs; top_p only shapes the sampling).
     """
     K = samples_per_prompt
+    if generator is not None and generator.device.type != prompt_ids.device.type:
+        raise ValueError(f"the sampling generator is on {generator.device} but the model's tensors are on "
+                         f"{prompt_ids.device}; PyTorch samples only with a generator on the same device: make it "
+                         "with sampling_generator(device, seed).")
+    eos = torch.tensor([eos_id] if isinstance(eos_id, int) else list(eos_id), device=prompt_ids.device)
     with torch.set_grad_enabled(keep_graph):
         cache, logits, hidden = _prefill(model, prompt_ids, prompt_mask, K, with_hidden and keep_graph)
         prompt_ids, prompt_mask = prompt_ids.repeat_interleave(K, 0), prompt_mask.repeat_interleave(K, 0)  # (B, Tp)
@@ -173,7 +188,7 @@ def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
                 drawn_logp.append(sampler.gather(-1, nxt[:, None]).squeeze(1))
             nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
             tokens.append(nxt)
-            done = done | (nxt == eos_id)
+            done = done | torch.isin(nxt, eos)
             if bool(done.all()) or len(tokens) == max_new_tokens:
                 break
             attn = torch.cat([attn, torch.ones_like(attn[:, :1])], 1)
@@ -183,7 +198,7 @@ def generate(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, *, max_
             hidden = out.hidden_states[-1][:, -1] if with_hidden and keep_graph else None
     completion = torch.stack(tokens, 1)  # (B, T)
     # valid = every token up to and including the first EOS
-    is_eos = completion == eos_id
+    is_eos = torch.isin(completion, eos)
     after_eos = (is_eos.long().cumsum(1) - is_eos.long()) > 0  # (B, T) strictly after the first EOS
     mask = (~after_eos).float()
     completion = completion.masked_fill(after_eos, pad_id)

@@ -58,6 +58,12 @@ class SharedLimits:
                      f"{self.max_new_tokens}; lower it.")
         if cfg.algorithm.epochs > self.max_epochs:
             p.append(f"algorithm.epochs = {cfg.algorithm.epochs} is above this server's cap of {self.max_epochs}.")
+        for key in ("rollout.dataset", "rollout.reward_fns", "model.adapter", "run.resume"):
+            section, name = key.split(".")
+            if getattr(getattr(cfg, section), name):
+                p.append(f"{key} is not offered on a shared server: it never reads server paths or imports "
+                         "code from visitors. Run the lab on your own machine (`rlhf-lab`) to use your own files "
+                         "and reward functions.")
         return p
 
 
@@ -126,6 +132,11 @@ class RunManager:
             if len(active) >= self.limits.max_active_per_owner:
                 problems.append(f"you already have {len(active)} run(s) queued or running (the cap is "
                                 f"{self.limits.max_active_per_owner}); stop one or wait for it to finish.")
+        if not problems and not self.limits:  # your prompts and rewards: loaded, imported and probed (local only)
+            from labcore import checkpoint
+            from labcore.userfns import problems as user_problems
+
+            problems += user_problems(cfg) + checkpoint.problems(cfg)
         if not problems:
             from labcore.model import ModelLoadError, resolve_model_path
 
@@ -327,6 +338,7 @@ def apply_control(job: Job, changes: dict[str, Any], store: RunStore) -> None:
 def execute(job: Job, store: RunStore, notify=None) -> None:
     """The step loop of one run, honouring the job's controls at step boundaries. `notify(job, kind)` is told of
     every change ("status" or "finished"); the loop never raises."""
+    from labcore import checkpoint
     from labcore.trainer import Trainer
 
     notify = notify or (lambda job, kind: None)
@@ -338,6 +350,7 @@ def execute(job: Job, store: RunStore, notify=None) -> None:
     notify(job, "status")
     try:
         trainer = Trainer(job.cfg)
+        checkpoint.restore(trainer, job.cfg)  # model.adapter, run.resume
         store.update_meta(job.run_id, forward=trainer.forward_name)  # which forward ran, and why not the fast one
         while trainer.step_count < job.cfg.run.steps:
             with job.cond:
@@ -355,6 +368,8 @@ def execute(job: Job, store: RunStore, notify=None) -> None:
                 job.step = trainer.step_count
                 job.cond.notify_all()
             notify(job, "status")
+            if job.cfg.run.save_every and job.step % job.cfg.run.save_every == 0:
+                checkpoint.save(trainer, store.path(job.run_id))
             if job.step % 10 == 0:
                 store.update_meta(job.run_id, step=job.step)
         _save_adapter(job, trainer, store)
@@ -377,8 +392,10 @@ def _finish(job: Job, store: RunStore, state: str, message: str = "") -> None:
 def _save_adapter(job: Job, trainer, store: RunStore) -> None:
     if trainer is None:
         return
+    from labcore import checkpoint
+
     try:
-        trainer.model.save_pretrained(str(store.path(job.run_id) / "adapter"))
+        checkpoint.save(trainer, store.path(job.run_id))  # the adapter, and the state to resume from
     except Exception as e:  # noqa: BLE001
         job.message += f" (the adapter could not be saved: {e})"
 

@@ -6,6 +6,7 @@ Layout of `runs/<run-id>/`:
     metrics.jsonl   one record per step, appended and flushed every step
     samples.jsonl   one line per step: {"step": s, "samples": [...]}
     adapter/        the LoRA adapter, saved at the end, on stop and on failure (last good weights)
+    trainer_state.pt  optimiser, step and random state beside it, to resume from (labcore.checkpoint)
 
 Readers are incremental: `RunStore.metrics(run_id)` remembers the byte offset it read up to and parses only new
 complete lines, so a UI tick with 1,000 steps on disk costs a `stat` and nothing more. A torn last line (a crash

@@ -138,3 +138,38 @@ def get_task(name: str, reward_model: str = "tiny-rm") -> Task:
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ValueError(f"Unknown task '{name}'. Allowed tasks: {', '.join(TASKS)}.{hint}")
     return _BUILDERS[name](reward_model)
+
+
+def register_task(name: str, make_prompts: Callable[[random.Random, int], list[dict]],
+                  reward_funcs: Callable | list[Callable] | tuple[Callable, ...],
+                  reward_weights: list[float] | tuple[float, ...] | None = None, description: str = "",
+                  max_new_tokens: int = 16) -> Task:
+    """Add a task; afterwards ``rollout.task = name`` trains on it (in this process: a run in a spawned worker
+    process sees only the built-in tasks and those a config names through ``rollout.dataset``).
+
+    make_prompts(rng: random.Random, n) -> n rows {"prompt": text or chat messages, **extra columns}; every
+    reward function has TRL's signature f(prompts, completions, **columns) -> list[float | None]. Weights
+    default to 1.0 each. Re-registering a name replaces it; the built-in tasks cannot be replaced.
+    """
+    funcs = (reward_funcs,) if callable(reward_funcs) else tuple(reward_funcs)
+    weights = tuple(float(w) for w in reward_weights) if reward_weights is not None else (1.0,) * len(funcs)
+    problems = []
+    if not isinstance(name, str) or not name.strip():
+        problems.append(f"name = {name!r}: give the task a non-empty name")
+    elif name in _BUILT_IN:
+        problems.append(f"name = {name!r} is a built-in task; pick another name")
+    if not callable(make_prompts):
+        problems.append("make_prompts must be a function (rng: random.Random, n: int) -> list[dict]")
+    if not funcs or not all(callable(f) for f in funcs):
+        problems.append("reward_funcs must be one or more functions f(prompts, completions, **columns)")
+    if len(weights) != len(funcs):
+        problems.append(f"{len(weights)} reward_weights for {len(funcs)} reward functions; give one weight each")
+    if problems:
+        raise ValueError("register_task: " + "; ".join(problems) + ".")
+    task = Task(name, description or f"Your task '{name}'.", make_prompts, funcs, weights, max_new_tokens)
+    TASKS[name] = task.description
+    _BUILDERS[name] = lambda reward_model: task
+    return task
+
+
+_BUILT_IN = frozenset(TASKS)

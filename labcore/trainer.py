@@ -19,7 +19,6 @@ Left out: gradient accumulation, mixed precision on CPU, sequence packing.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -28,10 +27,18 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from labcore import advantages, kl, losses, parts, trpo
+from labcore import advantages, kl, losses, parts, rewards, trpo
+from labcore.chat import eos_token_ids, render_prompt, uses_chat_template
 from labcore.config import Config, check
 from labcore.fastpath import fast_decoder
-from labcore.rollout import Batch, encode_prompts, generate, replay_logprobs, token_logprobs
+from labcore.rollout import (
+    Batch,
+    encode_prompts,
+    generate,
+    replay_logprobs,
+    sampling_generator,
+    token_logprobs,
+)
 
 
 class TrainingError(RuntimeError):
@@ -103,19 +110,21 @@ class StepResult:
 class Trainer:
     def __init__(self, cfg: Config, policy=None):
         from labcore.model import load_policy
-        from labcore.tasks import get_task
+        from labcore.userfns import task_for
 
         self.cfg = cfg
         a, m = cfg.algorithm, cfg.model
         random.seed(cfg.run.seed)
         torch.manual_seed(cfg.run.seed)
-        self.task = get_task(cfg.rollout.task, reward_model=m.reward_model)
+        self.task = task_for(cfg)  # rollout.task, or your dataset and reward functions
         self.policy = policy or load_policy(
             m.policy, lora_rank=m.lora_rank, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
             lora_targets=[t.strip() for t in m.lora_targets.split(",") if t.strip()] or None,
             device=m.device, seed=cfg.run.seed)
         check(cfg, context_length=getattr(self.policy.model.config, "max_position_embeddings", None))
         self.model, self.tok, self.device = self.policy.model, self.policy.tokenizer, self.policy.device
+        self.chat = uses_chat_template(self.tok, cfg.rollout.chat_template, m.policy)
+        self.eos_ids = eos_token_ids(self.model, self.tok)  # instruct models end a turn with several
         if a.update == "trpo":  # Fisher-vector products need double backward, which fused CPU attention lacks
             self.model.get_base_model().set_attn_implementation("eager")
         # The LM as a function: labcore.fastpath where it covers the model (same maths, fewer operator calls).
@@ -138,8 +147,8 @@ class Trainer:
         self.live = Live(cfg.optim.lr, cfg.kl.coef, cfg.rollout.temperature)
         self.rng = random.Random(cfg.run.seed)
         # Sampling draws on the model's device (a CPU generator is refused for CUDA or MPS tensors); minibatch
-        # shuffles draw on the CPU.
-        self.gen = torch.Generator(device=self.device).manual_seed(cfg.run.seed)
+        # shuffles draw on the CPU, so the sampling stream does not depend on how the batch is split.
+        self.gen = sampling_generator(self.device, cfg.run.seed)
         self.cpu_gen = torch.Generator(device="cpu").manual_seed(cfg.run.seed)
         self._kl_applied = cfg.kl.coef
         self.ema_reward: float | None = None
@@ -236,51 +245,39 @@ class Trainer:
                                 f"non-empty) where {P} were asked for; a task must return one non-empty prompt per row.")
         return rows
 
+    def encode(self, rows: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt ids and mask (P, Tp), through the chat template when `self.chat` (labcore.chat)."""
+        texts = [render_prompt(self.tok, r["prompt"], self.chat) for r in rows]
+        return encode_prompts(self.tok, texts, 1, self.device, add_bos=not self.chat)
+
     def sample(self, rows: list[dict], K: int) -> Batch:
         """K completions per prompt. In a one-pass update the sampling loop doubles as the training forward."""
-        ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], 1, self.device)
+        ids, attn = self.encode(rows)
         fused = self.rollout_is_forward(rows=len(rows) * K, prompt_len=ids.size(1))
         self.mode(train=fused)
         return generate(self.lm, ids, attn, samples_per_prompt=K, max_new_tokens=self.cfg.rollout.max_new_tokens,
-                        eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id, temperature=self.live.temperature,
+                        eos_id=self.eos_ids, pad_id=self.tok.pad_token_id, temperature=self.live.temperature,
                         top_p=self.cfg.rollout.top_p, generator=self.gen, keep_graph=fused,
                         with_hidden=self.critic is not None)
 
     def completions(self, completion_ids: torch.Tensor) -> list[str]:
         """(n, T) completion tokens -> n texts (EOS and padding dropped)."""
-        ids = completion_ids.masked_fill(completion_ids == self.tok.eos_token_id, self.tok.pad_token_id)
+        eos = torch.tensor(self.eos_ids, device=completion_ids.device)
+        ids = completion_ids.masked_fill(torch.isin(completion_ids, eos), self.tok.pad_token_id)
         return [t.strip() for t in self.tok.batch_decode(ids.tolist(), skip_special_tokens=True)]
 
     def call_rewards(self, rows: list[dict], completions: list[str], eos: list[bool], ids: list[list[int]],
                      K: int) -> tuple[torch.Tensor, dict[str, float]]:
-        """Run every reward function (TRL signature). Returns (B,) weighted sums (NaN: unscorable) and per-function means."""
-        B = len(completions)
+        """Every reward function (labcore.rewards.call_reward_funcs). Returns (B,) weighted sums (NaN: unscorable)
+        and per-function means; each row's extra columns, `eos` and `completion_ids` go in as keyword arguments."""
         prompts = [r["prompt"] for r in rows for _ in range(K)]
-        extra = {c: [r[c] for r in rows for _ in range(K)] for c in rows[0] if c != "prompt"}
-        total = torch.zeros(B, dtype=torch.float64)
-        seen = torch.zeros(B, dtype=torch.bool)
-        per_fn: dict[str, float] = {}
-        for fn, w in zip(self.task.reward_funcs, self.task.reward_weights):
-            name = getattr(fn, "__name__", type(fn).__name__)
-            try:
-                vals = fn(prompts, completions, eos=eos, completion_ids=ids, **extra)
-            except Exception as e:  # a user's reward function: report it, do not crash the process
-                raise RewardError(f"reward function '{name}' raised {type(e).__name__}: {e}") from e
-            if vals is None or len(vals) != B:
-                got = "None" if vals is None else f"{len(vals)} values"
-                raise RewardError(f"reward function '{name}' returned {got} for {B} completions; "
-                                  "it must return one float (or None for an unscorable one) per completion.")
-            for i, v in enumerate(vals):
-                if v is None:
-                    continue
-                if not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise RewardError(f"reward function '{name}' returned {v!r} for completion {i} "
-                                      f"({completions[i]!r}); return a finite float, or None if it cannot be scored.")
-                total[i] += w * float(v)
-                seen[i] = True
-            scored = [float(v) for v in vals if v is not None]
-            per_fn[name] = sum(scored) / len(scored) if scored else float("nan")
-        return total.masked_fill(~seen, float("nan")).float(), per_fn
+        columns = {c: [r[c] for r in rows for _ in range(K)] for c in rows[0] if c != "prompt"}
+        try:
+            total, per_fn = rewards.call_reward_funcs(self.task.reward_funcs, self.task.reward_weights, prompts,
+                                                      completions, {"eos": eos, "completion_ids": ids, **columns})
+        except rewards.RewardFnError as e:
+            raise RewardError(f"step {self.step_count + 1}: {e}") from e
+        return torch.tensor(total, dtype=torch.float32), per_fn
 
     def score(self, rows: list[dict], batch: Batch, K: int) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         """Task reward per completion: (B,) with unscorable ones filled by their group's mean (for the reward
@@ -347,11 +344,11 @@ class Trainer:
     def greedy_rewards(self, rows: list[dict], norm: parts.RewardNorm | None) -> torch.Tensor:
         """ReMax: the reward of the greedy completion of each prompt, shaped with the sampled batch's statistics
         (a sample that ties the greedy answer gets advantage 0). Shape: (P,)."""
-        ids, attn = encode_prompts(self.tok, [r["prompt"] for r in rows], 1, self.device)
+        ids, attn = self.encode(rows)
         self.mode(train=False)
         with torch.no_grad():
             greedy = generate(self.lm, ids, attn, max_new_tokens=self.cfg.rollout.max_new_tokens, greedy=True,
-                              eos_id=self.tok.eos_token_id, pad_id=self.tok.pad_token_id)
+                              eos_id=self.eos_ids, pad_id=self.tok.pad_token_id)
         r, _, _ = self.score(rows, greedy, 1)
         return self.shape(r, greedy, norm)[0]
 
@@ -634,7 +631,7 @@ class Trainer:
         for i, L in enumerate(lengths):
             figures = {name: [round(v, 4) for v in table[i][:L]] for name, table in per_token.items()}
             out.append({
-                "step": self.step_count, "prompt": rows[i // K]["prompt"], "completion": texts[i],
+                "step": self.step_count, "prompt": rewards.as_text(rows[i // K]["prompt"]), "completion": texts[i],
                 "tokens": self.tok.convert_ids_to_tokens(ids[i][:L]), "reward": round(reward[i], 4),
                 "advantage": round(sum(per_token["adv"][i][:L]) / L, 4) if L else 0.0, "eos": bool(eos[i]),
                 **figures,

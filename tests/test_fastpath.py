@@ -10,6 +10,8 @@ products sum in a different order than three separate ones.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -249,6 +251,12 @@ def test_a_saved_qwen2_directory_trains_through_the_fast_path(tmp_path):
             "rollout.prompts_per_step": 4}
     fast, slow = Trainer(build("grpo", over)), Trainer(build("grpo", {**over, "model.fast_forward": False}))
     assert fast.forward_name == "labcore.fastpath" and slow.forward_name.startswith("transformers")
+
+    def longer(prompts, completions, **kw):  # a random model rarely answers right: reward length in characters, so groups vary
+        return [float(len(c)) for c in completions]
+
+    for t in (fast, slow):
+        t.task = dataclasses.replace(t.task, reward_funcs=(longer,), reward_weights=(1.0,))
     for _ in range(2):
         a, b = fast.train_step().metrics, slow.train_step().metrics
         assert a["reward/mean"] == b["reward/mean"] and a["len/mean"] == b["len/mean"]

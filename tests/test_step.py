@@ -168,7 +168,10 @@ def test_the_option_table_covers_every_setting():
 
     covered = {k for _, over in OPTIONS for k in over} | {k for r in RECIPES.values() for k in r.defaults} | set(SMALL)
     exercised_elsewhere = {"model.policy", "model.reward_model", "model.device", "model.fast_forward", "rollout.task", "algorithm.recipe",
-                           "run.steps", "run.seed", "run.name", "run.log_samples"}
+                           "run.steps", "run.seed", "run.name", "run.log_samples",
+                           # your own data, rewards and checkpoints: tests/test_own_task.py, tests/test_checkpoint.py
+                           "rollout.dataset", "rollout.reward_fns", "rollout.reward_weights", "rollout.chat_template",
+                           "model.adapter", "run.save_every", "run.resume"}
     assert set(flat(build("grpo"))) <= covered | exercised_elsewhere
 
 
