@@ -4,6 +4,7 @@
     rlhf-lab run PRESET_OR_TOML [--set section.key=value ...]
     rlhf-lab presets
     rlhf-lab pretrain [...]
+    rlhf-lab export RUN_OR_PRESET_OR_TOML --to trl|verl|openrlhf --out DIR
 
 Shared mode (`--shared`, or the environment variable RLHF_LAB_SHARED=1, as on a Space) caps runs with
 `labcore.runner.SharedLimits` and lists only each session's own and published runs.
@@ -16,7 +17,7 @@ import os
 
 from labcore.cli import add_commands
 
-COMMANDS = ("serve", "run", "presets", "pretrain")
+COMMANDS = ("serve", "run", "presets", "pretrain", "export")
 
 
 def _truthy(value: str | None) -> bool:

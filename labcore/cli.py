@@ -3,6 +3,7 @@
     rlhf-lab run PRESET_OR_TOML [--set section.key=value ...] [--steps N] [--out DIR]
     rlhf-lab presets
     rlhf-lab pretrain [--out DIR] [--seed S] [--scale X]
+    rlhf-lab export RUN_OR_PRESET_OR_TOML --to trl|verl|openrlhf --out DIR
 
 A run goes through the same RunManager as the UI's, so it is validated, stored and fails the same way.
 Exit codes: 0 done, 1 the run failed, 2 bad arguments or settings.
@@ -91,6 +92,22 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return pretrain_main(args.rest)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from labcore.export import ExportError, export
+
+    try:
+        report = export(args.source, args.to, args.out)
+    except (ConfigError, ExportError) as e:
+        print(f"rlhf-lab export: {e}", file=sys.stderr)
+        return 2
+    print(report.table())
+    if not report.ok:
+        print(f"rlhf-lab export: '{args.source}' does not go to {args.to}; nothing written.", file=sys.stderr)
+        return 2
+    print(f"wrote {report.out_dir}: {', '.join(report.files)} (how to run it: run.sh or README.md there)")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train one preset or TOML config without the UI")
     p.add_argument("preset", help="a preset name (see `rlhf-lab presets`) or a path to a .toml config")
@@ -105,6 +122,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_pretrain)
+    p = sub.add_parser("export", help="write a runnable TRL / verl / OpenRLHF recipe with its fidelity table")
+    p.add_argument("source", help="a run folder (runs/<id>), a preset name or a .toml config")
+    p.add_argument("--to", required=True, choices=("trl", "verl", "openrlhf"), help="the target library")
+    p.add_argument("--out", required=True, help="the folder to write (new, or an earlier export)")
+    p.set_defaults(func=cmd_export)
 
 
 def main(argv: list[str] | None = None) -> int:

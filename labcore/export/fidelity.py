@@ -123,5 +123,5 @@ def text(rows: list[Row]) -> str:
         out.append(f"  {r.setting:<{w1}}  ->  {r.key or '-':<{w2}}  {r.status}{note}")
     n_na = len(rows) - len(shown)
     if n_na:
-        out.append(f"  ... and {n_na} lab-only or unused settings (n/a), listed in FIDELITY.md")
+        out.append(f"  ... and {n_na} lab-only, unused or unreached settings (n/a)")
     return "\n".join(out)

@@ -43,7 +43,7 @@ def trainer_for(cfg: Config) -> tuple[str | None, str, str]:
 
 def plan(cfg: Config) -> tuple[str | None, dict[str, Any], dict[str, Row]]:
     """(trainer class name or None, {TRL config key: value}, {lab setting: Row}). Pure: reads `cfg` only."""
-    a, k, r, o, m = cfg.algorithm, cfg.kl, cfg.rollout, cfg.optim, cfg.model
+    a, r, o = cfg.algorithm, cfg.rollout, cfg.optim
     trainer, why, blame = trainer_for(cfg)
     rows: dict[str, Row] = {}
 
