@@ -176,3 +176,37 @@ def test_exported_rewards_score_like_the_lab(tmp_path):
     out = orl.reward_func([f"3 + 4 = 7{tok.eos_token}", "3 + 4 = 7 7"], ["3 + 4 =", "3 + 4 ="],
                           [json.dumps({"answer": 7})] * 2)
     assert out["rewards"].tolist() == pytest.approx([1.2, 1.0])
+
+
+def test_learned_reward_model_is_copied_and_scores_like_the_lab(tmp_path):
+    """The sentiment task's reward model travels with the export and scores as labcore's RewardModelScorer."""
+    from labcore.rewards import RewardModelScorer
+
+    pytest.importorskip("pyarrow")
+    cfg = apply(build("grpo"), {"rollout.task": "sentiment", "rollout.max_new_tokens": 10})
+    report = export(cfg, "verl", tmp_path / "verl")
+    assert report.ok and (tmp_path / "verl" / "reward_model" / "config.json").is_file()
+    verl = _module(tmp_path / "verl" / "reward.py", "reward")
+    prompt, completions = "review : the food was", ["great and the staff was friendly", "cold and bland"]
+    lab = RewardModelScorer("tiny-rm")([prompt] * 2, completions)
+    got = [verl.compute_score("rlhf-lab/sentiment", " " + c, "{}", {"prompt_text": prompt}) for c in completions]
+    assert got == pytest.approx(lab, abs=1e-5) and lab[0] > lab[1]
+
+
+def test_a_user_dataset_file_is_materialised(tmp_path):
+    """With `rollout.dataset` (another branch adds it) naming a local file, its rows are exported, not the task's."""
+    import types
+
+    from labcore.export.world import ExportError, prompt_rows
+
+    rows = [{"prompt": "1 + 1 =", "answer": 2}, {"prompt": "5 - 3 =", "answer": 2}]
+    path = tmp_path / "mine.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = build("grpo")
+    fake = types.SimpleNamespace(rollout=types.SimpleNamespace(**vars(cfg.rollout), dataset=str(path)), run=cfg.run)
+    assert prompt_rows(fake)[0] == rows
+    fake.rollout.dataset = str(tmp_path / "missing.jsonl")
+    with pytest.raises(ExportError, match="not a local file"):
+        prompt_rows(fake)
+    built_in, where = prompt_rows(cfg)  # no dataset setting: the task's prompts, P x steps of them
+    assert len(built_in) == cfg.rollout.prompts_per_step * cfg.run.steps and "arithmetic" in where

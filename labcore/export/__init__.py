@@ -11,7 +11,7 @@ Targets (keys read from trl 1.16, verl 1dda039b, OpenRLHF 3c3be623; /tests/data 
 key lists): `trl` (GRPOTrainer / RLOOTrainer, `labcore/export/trl.py`), `verl` (Hydra overrides of
 `verl.trainer.main_ppo`, `labcore/export/verl.py`), `openrlhf` (`train_ppo_ray` flags, `labcore/export/openrlhf.py`).
 Where the libraries disagree, the export follows the paper and says so in the file (CISPO's clip, the dual clip).
-Left out: learned reward models (the sentiment task) and an export that runs anything.
+Left out: running the exported directory (the tests run the TRL one; benchmarks/export_vs_lab.py compares it).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _trl(cfg: Config, label: str, out: Path) -> Report:
     begin(out)
     world.write_jsonl(data, out / "data" / "train.jsonl")
     model, model_abs = world.place_model(cfg, out)
-    world.copy_lab_rewards(out)
+    world.copy_lab_rewards(out, world.place_reward_model(cfg, out))
     shaping = world.shaping(cfg)
     keys["reward_weights"] = list(weights) + [w for _, w in shaping]
     a = cfg.algorithm

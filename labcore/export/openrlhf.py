@@ -80,6 +80,9 @@ def plan(cfg: Config, model: str, targets: list[str]) -> tuple[list[str], dict[s
         flags["--actor.dual_clip"] = a.dual_clip
     row("rollout.task", "--data.prompt_dataset + --reward.remote_url reward_func.py")
     row("rollout.prompts_per_step", "--rollout.batch_size")
+    if r.task == "sentiment":
+        row("model.reward_model", "lab_rewards.reward_model (the model copied or named)",
+            note="scored in the reward function as the lab scores it: prompt + ' ' + completion")
     row("rollout.samples_per_prompt", "--rollout.n_samples_per_prompt")
     row("rollout.max_new_tokens", "--rollout.max_new_tokens")
     row("rollout.temperature", "--rollout.temperature")
@@ -279,7 +282,7 @@ def export(cfg: Config, label: str, out: Path) -> Report:
     from transformers import AutoTokenizer
 
     eos = AutoTokenizer.from_pretrained(model_abs).eos_token or ""
-    world.copy_lab_rewards(out)
+    world.copy_lab_rewards(out, world.place_reward_model(cfg, out))
     (out / "reward_func.py").write_text(REWARD_PY.format(
         task=cfg.rollout.task, funcs=", ".join(f"lab_rewards.{f}" for f in funcs), weights=weights, eos=eos,
         missing_eos=cfg.rollout.missing_eos_penalty, total_weight=sum(weights)))

@@ -83,6 +83,9 @@ def plan(cfg: Config) -> tuple[str | None, dict[str, Any], dict[str, Row]]:
     row("run.steps", "max_steps", note=f"TRL counts optimiser steps: steps x epochs x minibatches = {keys['max_steps']}")
     row("run.seed", "seed", note="the same prompts; sampling and LoRA initialisation draw other random numbers")
     row("rollout.task", "train_dataset + reward_funcs")
+    if r.task == "sentiment":
+        row("model.reward_model", "lab_rewards.reward_model (the model copied or named)",
+            note="scored in the reward function as the lab scores it: prompt + ' ' + completion")
     row("rollout.max_new_tokens", "max_completion_length")
     row("rollout.temperature", "temperature")
     row("rollout.top_p", "top_p")
@@ -111,8 +114,13 @@ def plan(cfg: Config) -> tuple[str | None, dict[str, Any], dict[str, Row]]:
         row("algorithm.whiten", "-", note="off in both")
     row("algorithm.estimator", "-", note="TRL scores whole completions (outcome)")
     row("algorithm.update", "-", note="gradient steps with the optimiser")
-    row("algorithm.entropy_coef", "entropy_coef" if grpo else "", EXACT if grpo or not a.entropy_coef else BLOCKED,
-        "" if grpo else "RLOOTrainer has no entropy bonus" if a.entropy_coef else "0 in both")
+    if not a.entropy_coef:
+        row("algorithm.entropy_coef", "entropy_coef" if grpo else "-", note="0 in both")
+    elif grpo:
+        row("algorithm.entropy_coef", "entropy_coef", APPROX, "TRL normalises the entropy bonus like its loss_type; "
+            "the lab like its aggregation (the same for seq_mean_token_mean and token_mean on one minibatch)")
+    else:
+        row("algorithm.entropy_coef", "", BLOCKED, "RLOOTrainer has no entropy bonus")
     if a.dynamic_filter:
         row("algorithm.dynamic_filter", "", DROPPED, "TRL has no dynamic sampling: groups whose rewards are all equal "
             "stay in the batch with zero advantage, where DAPO resamples to refill it (export to verl or OpenRLHF)")

@@ -97,6 +97,9 @@ def plan(cfg: Config, model: str, targets: list[str]) -> tuple[dict[str, Any], d
         "verl decodes completions without EOS: compute_score cannot tell a finished answer from a cut one "
         "(well_formed counts every one as finished)")
     row("rollout.prompts_per_step", "data.train_batch_size")
+    if r.task == "sentiment":
+        row("model.reward_model", "lab_rewards.reward_model (the model copied or named)",
+            note="scored in the reward function as the lab scores it: prompt + ' ' + completion")
     row("rollout.samples_per_prompt", "actor_rollout_ref.rollout.n")
     row("rollout.max_new_tokens", "data.max_response_length")
     row("rollout.temperature", f"{R}.temperature")
@@ -291,7 +294,7 @@ def export(cfg: Config, label: str, out: Path) -> Report:
     keys.update({"data.train_files": "$HERE/data/train.parquet", "data.val_files": "$HERE/data/train.parquet",
                  "reward.custom_reward_function.path": "$HERE/reward.py",
                  "reward.custom_reward_function.name": "compute_score"})
-    world.copy_lab_rewards(out)
+    world.copy_lab_rewards(out, world.place_reward_model(cfg, out))
     (out / "reward.py").write_text(REWARD_PY.format(task=cfg.rollout.task, weights=weights,
                                                     funcs=", ".join(f"lab_rewards.{f}" for f in funcs)))
     lines = []

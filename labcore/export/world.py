@@ -7,7 +7,8 @@
 - Rewards: `lab_rewards.py` is a verbatim copy of `labcore/rewards.py` (read with `inspect`), so an export does
   not need labcore installed, and the reward maths cannot drift from the lab's at export time. Each target adds a
   thin wrapper in its own signature. The lab's reward shaping (missing-EOS penalty, DAPO's soft overlong
-  penalty) is written out as two more functions, with the lab's formulas.
+  penalty) is written out as two more functions, with the lab's formulas; a learned reward model (sentiment) is
+  copied beside them with a scorer that loads and scores it as the lab does.
 """
 
 from __future__ import annotations
@@ -99,21 +100,44 @@ def lora_targets(cfg: Config, model_path: str) -> list[str]:
 
 
 def reward_spec(cfg: Config) -> tuple[list[str], list[float]]:
-    """(names of the task's reward functions in lab_rewards, weights). Raises for a learned reward model."""
+    """(names of the task's reward functions in lab_rewards, weights).
+
+    A learned reward model (the sentiment task) is `reward_model`, a function appended to lab_rewards.py that
+    scores as `labcore.rewards.RewardModelScorer` does, with the model copied to (or named in) the export.
+    """
     task = get_task(cfg.rollout.task, cfg.model.reward_model)
-    names = [getattr(fn, "__name__", "") for fn in task.reward_funcs]
-    if any(not hasattr(rewards, n) or not inspect.isfunction(getattr(rewards, n)) for n in names):
-        raise ExportError(f"the '{cfg.rollout.task}' task is scored by a learned reward model, which this exporter "
-                          "does not wire into the target yet; export a task scored by functions "
-                          "(arithmetic, length) or your own dataset with its reward functions.")
+    names = []
+    for fn in task.reward_funcs:
+        if isinstance(fn, rewards.RewardModelScorer):
+            names.append("reward_model")
+        elif inspect.isfunction(fn) and getattr(rewards, fn.__name__, None) is fn:
+            names.append(fn.__name__)
+        else:
+            raise ExportError(f"the reward function {fn!r} of task '{cfg.rollout.task}' is not one of labcore.rewards; "
+                              "the exporter copies only those. Copy yours into lab_rewards.py by hand.")
     return names, list(task.reward_weights)
 
 
-def copy_lab_rewards(out: Path) -> None:
-    """out/lab_rewards.py: labcore/rewards.py verbatim, with a header saying so."""
+def place_reward_model(cfg: Config, out: Path) -> str:
+    """Copy a built-in reward model to out/reward_model ('' when the task has none); else its path or id."""
+    if cfg.rollout.task != "sentiment":
+        return ""
+    source = resolve_model_path(cfg.model.reward_model)
+    if cfg.model.reward_model.strip() in BUILTIN:
+        shutil.copytree(source, out / "reward_model", dirs_exist_ok=True)
+        return "reward_model"
+    return source
+
+
+def copy_lab_rewards(out: Path, reward_model: str = "") -> None:
+    """out/lab_rewards.py: labcore/rewards.py verbatim, with a header saying so, plus the shaping functions and,
+    when the task has one, the reward-model scorer (`reward_model` is its path, relative to the export or not)."""
     header = ("# Copied verbatim from labcore/rewards.py by `rlhf-lab export`: the lab's reward functions, so this\n"
               "# directory runs without labcore installed. Edit freely; the lab will not overwrite it.\n")
-    (out / "lab_rewards.py").write_text(header + inspect.getsource(rewards) + SHAPING_SOURCE)
+    text = header + inspect.getsource(rewards) + SHAPING_SOURCE
+    if reward_model:
+        text += RM_SOURCE.format(path=reward_model)
+    (out / "lab_rewards.py").write_text(text)
 
 
 # The lab's reward shaping (labcore.trainer.Trainer.shape_rewards, labcore.advantages.overlong_penalty), as
@@ -129,6 +153,40 @@ def overlong(lengths: list[int], max_len: int, buffer: int) -> list[float]:
     """DAPO soft overlong penalty (Yu et al. 2025, eq. 13): 0 up to max_len - buffer, then a ramp to -1."""
     start = max_len - buffer
     return [0.0 if n <= start else (-1.0 if n > max_len else (start - n) / buffer) for n in lengths]
+'''
+
+
+# labcore.rewards.RewardModelScorer with labcore.model.load_reward_model's loading, without labcore.
+RM_SOURCE = '''
+
+REWARD_MODEL = {path!r}  # relative paths are next to this file
+_RM_LOADED = []
+
+
+def reward_model(prompts: list[str], completions: list[str], **kwargs) -> list[float]:
+    """The lab's learned reward model on prompt + " " + completion (as RewardModelScorer), float32 on the CPU."""
+    import os
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not _RM_LOADED:
+        here = os.path.dirname(os.path.abspath(__file__))
+        path = os.path.join(here, REWARD_MODEL) if os.path.isdir(os.path.join(here, REWARD_MODEL)) else REWARD_MODEL
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "right"
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        _RM_LOADED.append((model.eval().requires_grad_(False), tokenizer))
+    model, tokenizer = _RM_LOADED[0]
+    texts = [f"{{p.rstrip()}} {{c.strip()}}".strip() for p, c in zip(prompts, completions)]
+    max_len = min(tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", None) or 10**6)
+    batch = tokenizer(texts, return_tensors="pt", padding=True, truncation=True, max_length=max_len)
+    with torch.no_grad():
+        return model(**batch).logits[:, 0].float().tolist()
 '''
 
 
