@@ -26,7 +26,9 @@ def estimator(cfg: Config) -> tuple[str | None, list[str], str, str]:
     if a.update == "trpo":
         return None, [], BLOCKED, "TRPO's natural-gradient step exists in no library (OpenRLHF updates with Adam)"
     if key == ("outcome", "group_mean") and not a.whiten and a.scale in ("group_std", "none"):
-        return "group_norm", [] if a.scale == "group_std" else ["--algo.advantage.no_std_norm"], EXACT, ""
+        # group_norm always divides by the group std (--algo.advantage.no_std_norm acts on gae / reinforce
+        # only); dr_grpo is the group mean alone, which is Dr. GRPO's advantage.
+        return ("group_norm" if a.scale == "group_std" else "dr_grpo"), [], EXACT, ""
     if key == ("outcome", "leave_one_out") and a.scale == "none" and not a.whiten:
         return "rloo", [], EXACT, ""
     if key == ("returns", "none") and a.whiten:

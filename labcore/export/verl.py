@@ -25,6 +25,8 @@ KL_TYPES = {"k1": "kl", "k2": "mse", "k3": "low_var_kl"}
 AGG = {"token_mean": "token-mean", "seq_mean_token_mean": "seq-mean-token-mean",
        "seq_mean_token_sum": "seq-mean-token-sum", "seq_mean_token_sum_norm": "seq-mean-token-sum-norm"}
 LOSS_MODES = {"clip": "vanilla", "pg": "vanilla", "gspo": "gspo", "cispo": "cispo"}
+# Tasks whose reward functions read whether a completion ended with EOS, and which function does.
+EOS_READERS = {"arithmetic": "well_formed", "length": "length_match"}
 # A pass-through chat template: verl wraps prompts as chat messages; the lab feeds raw text.
 RAW_TEMPLATE = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
 
@@ -93,9 +95,12 @@ def plan(cfg: Config, model: str, targets: list[str]) -> tuple[dict[str, Any], d
     }
     if a.aggregation == "seq_mean_token_sum_norm":
         keys[f"{A}.loss_scale_factor"] = r.max_new_tokens
-    row("rollout.task", "data.train_files + reward.custom_reward_function", APPROX,
-        "verl decodes completions without EOS: compute_score cannot tell a finished answer from a cut one "
-        "(well_formed counts every one as finished)")
+    if r.task in EOS_READERS:
+        row("rollout.task", "data.train_files + reward.custom_reward_function", APPROX,
+            "verl decodes completions without EOS: compute_score cannot tell a finished answer from a cut one "
+            f"({EOS_READERS[r.task]} counts every one as finished)")
+    else:
+        row("rollout.task", "data.train_files + reward.custom_reward_function")
     row("rollout.prompts_per_step", "data.train_batch_size")
     if r.task == "sentiment":
         row("model.reward_model", "lab_rewards.reward_model (the model copied or named)",
