@@ -81,7 +81,7 @@ def _trl(cfg: Config, label: str, out: Path) -> Report:
     a = cfg.algorithm
     report.files = ["data/train.jsonl", "lab_rewards.py"] + (["model/"] if model == "model" else [])
     report.files += trl_files.write(
-        out, title=RECIPES[a.recipe].title, recipe=a.recipe, trainer=trainer, keys=keys,
+        out, title=RECIPES[a.recipe].title, recipe=a.recipe, trainer=trainer, keys=keys, notes=trl.comments(cfg, keys),
         lora=trl.lora_kwargs(cfg, world.lora_targets(cfg, model_abs)), model=model, task=cfg.rollout.task,
         funcs=funcs, weights=weights, shaping=shaping, max_new_tokens=cfg.rollout.max_new_tokens,
         overlong_buffer=cfg.rollout.overlong_buffer, per_step=a.epochs * a.minibatches, verdict=report.verdict,

@@ -125,3 +125,10 @@ def text(rows: list[Row]) -> str:
     if n_na:
         out.append(f"  ... and {n_na} lab-only, unused or unreached settings (n/a)")
     return "\n".join(out)
+
+
+def comment_lines(rows: list[Row]) -> str:
+    """Shell comments for a run.sh: each mapped setting that carries a note (differences, library defaults)."""
+    lines = [f"#   {r.setting} -> {r.key or '-'}: {r.status}; {r.note}" for r in rows
+             if r.note and r.status != NA and not r.note.startswith(("off in both", "0 in both"))]
+    return "\n".join(["# Why some values are what they are (all rows: FIDELITY.md):", *lines]) if lines else ""

@@ -249,6 +249,7 @@ RUN_SH = '''#!/usr/bin/env bash
 # {title} exported from rlhf-lab to OpenRLHF (recipe '{recipe}'). Fidelity: {verdict} (FIDELITY.md).
 # Needs OpenRLHF (pip install openrlhf[vllm]), Ray and GPUs: start Ray (ray start --head), then
 #   GPUS=8 bash run.sh [more flags]
+{notes}
 set -euo pipefail
 HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
 ray job submit --address="${{RAY_ADDRESS:-http://127.0.0.1:8265}}" --runtime-env-json="{{\\"working_dir\\": \\"$HERE\\"}}" \\
@@ -297,7 +298,8 @@ def export(cfg: Config, label: str, out: Path) -> Report:
         lines.append(f"  {argv[i]} {vals} \\".replace("  \\", " \\"))
         i = j
     (out / "run.sh").write_text(RUN_SH.format(title=RECIPES[cfg.algorithm.recipe].title, recipe=cfg.algorithm.recipe,
-                                              verdict=report.verdict, args="\n".join(lines)))
+                                              verdict=report.verdict, args="\n".join(lines),
+                                              notes=fidelity.comment_lines(rows)))
     (out / "run.sh").chmod(0o755)
     report.files = ["run.sh", "reward_func.py", "lab_rewards.py", "data/train.jsonl"] + \
         (["model/"] if model == "model" else [])

@@ -98,8 +98,14 @@ def plan(cfg: Config) -> tuple[str | None, dict[str, Any], dict[str, Row]]:
     row("model.lora_alpha", "peft LoraConfig.lora_alpha")
     row("model.lora_dropout", "peft LoraConfig.lora_dropout")
     row("model.lora_targets", "peft LoraConfig.target_modules", note="empty: the lab's default for the architecture")
-    row("rollout.missing_eos_penalty", "reward_funcs += missing_eos (weight = penalty)")
-    row("rollout.overlong_buffer", "reward_funcs += overlong (DAPO eq. 13)" if r.overlong_buffer else "-")
+    if r.missing_eos_penalty:
+        row("rollout.missing_eos_penalty", "reward_funcs += missing_eos (weight = penalty)")
+    else:
+        row("rollout.missing_eos_penalty", "-", note="off in both")
+    if r.overlong_buffer:
+        row("rollout.overlong_buffer", "reward_funcs += overlong (DAPO eq. 13)")
+    else:
+        row("rollout.overlong_buffer", "-", note="off in both")
     if r.overlong_buffer:
         row("rollout.overlong_penalty", "reward_weights (overlong)")
     for s, what in (("rollout.reward_clip", "reward clipping"), ("rollout.reward_normalize", "batch reward normalisation")):
@@ -254,6 +260,33 @@ def _rloo(cfg: Config, keys: dict[str, Any], row, single: bool) -> None:
             "a fixed beta" if k.controller == "fixed" else "TRL has no adaptive KL controller")
     else:
         row("kl.placement", "beta=0.0", note="no KL and no reference model")
+
+
+def comments(cfg: Config, keys: dict[str, Any]) -> dict[str, str]:
+    """{TRL key: why it has this value}, for the keys where TRL's default or another library differs."""
+    a = cfg.algorithm
+    out = {
+        "learning_rate": "the lab's; TRL's default is 1e-6",
+        "bf16": "the lab trains in float32; TRL's default is bf16 (train.py --bf16 on GPUs)",
+        "gradient_checkpointing": "TRL's default is on; it changes speed, not maths",
+        "max_steps": f"TRL counts optimiser steps: lab steps x epochs x minibatches ({a.epochs * a.minibatches} each)",
+        "generation_batch_size": "P x K completions per lab step",
+        "beta": "KL coefficient; TRL's default is 0.0 (no KL, no reference model)",
+        "use_bias_correction_kl": "the lab's k3 KL is not weighted by the importance ratio",
+        "top_k": "0: no top-k filtering, as the lab",
+        "delta": "the dual clip (Ye et al. 2020): TRL's two-sided clip caps the ratio in the unclipped term",
+    }
+    if "loss_type" in keys:
+        out["loss_type"] = {"grpo": "per-sequence token mean (the GRPO paper's); TRL's default is 'dapo'",
+                            "dapo": "token mean over the batch (the DAPO paper's); TRL's default",
+                            "dr_grpo": "sum / (B x max_completion_length): Dr. GRPO's constant normaliser",
+                            "cispo": "MiniMax-M1's clipped IS-weight loss"}[keys["loss_type"]]
+    if keys.get("loss_type") == "cispo":
+        out["epsilon_high"] = ("TRL caps the CISPO ratio at epsilon_high itself: 1 + the lab's clip_high, the "
+                               "paper's upper bound; the paper, like TRL, has no lower bound")
+    if keys.get("importance_sampling_level") == "sequence":
+        out["importance_sampling_level"] = "GSPO: one length-normalised ratio per sequence"
+    return {k: v for k, v in out.items() if k in keys}
 
 
 def lora_kwargs(cfg: Config, targets: list[str]) -> dict[str, Any]:

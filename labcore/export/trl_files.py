@@ -172,18 +172,21 @@ DS_ZERO2 = '''{
 '''
 
 
-def _literal(d: dict[str, Any]) -> str:
-    """A dict as Python source, one key per line."""
-    return "{\n" + "".join(f"    {k!r}: {v!r},\n" for k, v in d.items()) + "}"
+def _literal(d: dict[str, Any], notes: dict[str, str] | None = None) -> str:
+    """A dict as Python source, one key per line, with a comment where `notes` has one."""
+    notes = notes or {}
+    lines = [f"    {k!r}: {v!r},  # {notes[k]}" if k in notes else f"    {k!r}: {v!r}," for k, v in d.items()]
+    return "{\n" + "\n".join(lines) + "\n}"
 
 
-def write(out: Path, *, title: str, recipe: str, trainer: str, keys: dict[str, Any], lora: dict[str, Any],
+def write(out: Path, *, title: str, recipe: str, trainer: str, keys: dict[str, Any], notes: dict[str, str],
+          lora: dict[str, Any],
           model: str, task: str, funcs: list[str], weights: list[float], shaping: list[tuple[str, float]],
           max_new_tokens: int, overlong_buffer: int, per_step: int, verdict: str, data_source: str) -> list[str]:
     """Write the TRL files into `out`; returns their names."""
     config_cls = trainer.replace("Trainer", "Config")
     (out / "train.py").write_text(TRAIN_PY.format(
-        title=title, recipe=recipe, trainer=trainer, config_cls=config_cls, config=_literal(keys),
+        title=title, recipe=recipe, trainer=trainer, config_cls=config_cls, config=_literal(keys, notes),
         lora=_literal(lora), model=model, per_step=per_step))
     names = [f"_with_eos(lab_rewards.{f})" for f in funcs] + [name for name, _ in shaping]
     all_weights = list(weights) + [w for _, w in shaping]

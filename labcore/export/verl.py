@@ -256,6 +256,7 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
 RUN_SH = '''#!/usr/bin/env bash
 # {title} exported from rlhf-lab to verl (recipe '{recipe}'). Fidelity: {verdict} (FIDELITY.md).
 # Needs verl (pip install verl, with vLLM) and GPUs: GPUS=8 bash run.sh [more Hydra overrides]
+{notes}
 set -euo pipefail
 HERE="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
 python3 -m verl.trainer.main_ppo \\
@@ -308,7 +309,8 @@ def export(cfg: Config, label: str, out: Path) -> Report:
         quoted = f'"{text}"' if text.startswith("$") else shlex.quote(text)
         lines.append(f"  {key}={quoted} \\")
     (out / "run.sh").write_text(RUN_SH.format(title=RECIPES[cfg.algorithm.recipe].title, recipe=cfg.algorithm.recipe,
-                                              verdict=report.verdict, overrides="\n".join(lines)))
+                                              verdict=report.verdict, overrides="\n".join(lines),
+                                              notes=fidelity.comment_lines(rows)))
     (out / "run.sh").chmod(0o755)
     (out / "overrides.json").write_text(json.dumps(keys, indent=1) + "\n")
     report.files = ["run.sh", "overrides.json", "reward.py", "lab_rewards.py", "data/train.parquet"] + \
