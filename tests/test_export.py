@@ -50,6 +50,7 @@ def _module(path: Path, name: str):
         sys.modules.pop("lab_rewards", None)
 
 
+@pytest.mark.slow  # a TRL subprocess: ~40 s each on a shared 2-core machine, most of it importing TRL
 @pytest.mark.parametrize("preset", ["grpo", "rloo"])
 def test_trl_export_trains_two_steps_on_cpu(tmp_path, preset):
     """The directory runs as written: `python train.py --max_steps 2` trains, logs rewards and exits 0."""
