@@ -7,7 +7,7 @@
 Each target writes a directory that runs as written (see the target's README.md) and FIDELITY.md. A recipe that a
 target cannot express is refused: `report.ok` is False, nothing is written, and the CLI exits with 2.
 
-Targets (keys read from trl 1.16, verl 1dda039b, OpenRLHF 3c3be623; /tests/data holds the verl and OpenRLHF
+Targets (keys read from trl 1.16, verl 1dda039b, OpenRLHF 3c3be623; tests/data holds the verl and OpenRLHF
 key lists): `trl` (GRPOTrainer / RLOOTrainer, `labcore/export/trl.py`), `verl` (Hydra overrides of
 `verl.trainer.main_ppo`, `labcore/export/verl.py`), `openrlhf` (`train_ppo_ray` flags, `labcore/export/openrlhf.py`).
 Where the libraries disagree, the export follows the paper and says so in the file (CISPO's clip, the dual clip).
