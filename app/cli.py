@@ -7,6 +7,7 @@
     rlhf-lab replay RUN_DIR [--out FILE.html]
     rlhf-lab lessons
     rlhf-lab lesson check [NAME ...] [--seeds N]
+    rlhf-lab export RUN_OR_PRESET_OR_TOML --to trl|verl|openrlhf --out DIR
 
 Shared mode (`--shared`, or the environment variable RLHF_LAB_SHARED=1, as on a Space) caps runs with
 `labcore.runner.SharedLimits` and lists only each session's own and published runs.
@@ -20,7 +21,7 @@ import sys
 
 from labcore.cli import add_commands
 
-COMMANDS = ("serve", "run", "presets", "pretrain", "replay", "lessons", "lesson")
+COMMANDS = ("serve", "run", "presets", "pretrain", "replay", "lessons", "lesson", "export")
 
 
 def _truthy(value: str | None) -> bool:

@@ -21,6 +21,7 @@ import gradio as gr
 from app import charts, figures, samples, settings, userfiles
 from app.lab import Lab, diff_html, formula_markdown, problems_html, status_html
 from app.lessons import lessons_panel
+from app.library_export import add_export_panel
 from app.style import CSS, HEADER_CSS, NOTES_CSS, STATUS_CSS, THEME
 from labcore import config as C
 from labcore.runner import ACTIVE, RunManager, SharedLimits
@@ -178,6 +179,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                     export_file = gr.File(label="Export", visible=False)
                     share_note = gr.Markdown("")
                     details = gr.JSON(label="Run details")
+                    add_export_panel(lab.store, run_state)  # `rlhf-lab export` as a button
 
         # ====================================================================================== events
         ctl = list(controls.values())

@@ -8,10 +8,11 @@ the built-in policy (TRL loads it from its directory, float32), its tokenizer (w
 prompts (TRL's dataset is drawn from the same generator), the task's own reward functions and weights, a fresh
 LoRA adapter with the same r / alpha / target modules, P prompts x K samples per step, the same completion budget,
 temperature 1.0, AdamW (lr 3e-3, no warmup, no weight decay, constant schedule, grad-norm clip 1.0) and the
-recipe's KL coefficient. What we had to set on TRL's side to make the maths match (each differs from its default):
+recipe's KL coefficient. TRL's keys come from the exporter's mapping (`labcore.export.trl.plan`, the one behind
+`rlhf-lab export --to trl`); among them, what differs from TRL's defaults to make the maths match:
 `gradient_checkpointing=False` (labcore does not checkpoint), `optim="adamw_torch"` (not the fused one),
-`use_bias_correction_kl=False` (GRPO: labcore's k3 KL is not weighted by the ratio), `disable_dropout=True`, and a
-reward wrapper that passes `eos` (TRL does not, and `well_formed` needs it; derived from `completion_ids`).
+`use_bias_correction_kl=False` (GRPO: labcore's k3 KL is not weighted by the ratio), `disable_dropout=True`. A
+reward wrapper passes `eos` (TRL does not, and `well_formed` needs it; derived from `completion_ids`).
 labcore's `grad/variance` metric is switched off (`run.grad_variance=false`): TRL has no such extra pass.
 
 Seconds per step: labcore times `Trainer.train_step` (rollout -> update -> metrics and logged samples); TRL times
@@ -39,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from labcore.config import Config, build  # noqa: E402
+from labcore.export import trl as export_trl  # noqa: E402
 from labcore.model import default_lora_targets, resolve_model_path  # noqa: E402
 from labcore.tasks import get_task  # noqa: E402
 from labcore.trainer import Trainer  # noqa: E402
@@ -80,8 +82,8 @@ def run_trl(cfg: Config, recipe: str) -> dict:
     from peft import LoraConfig
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
 
-    ro, a = cfg.rollout, cfg.algorithm
-    P, K, steps, seed = ro.prompts_per_step, ro.samples_per_prompt, cfg.run.steps, cfg.run.seed
+    ro = cfg.rollout
+    P, steps, seed = ro.prompts_per_step, cfg.run.steps, cfg.run.seed
     path = resolve_model_path(cfg.model.policy)
     tokenizer = AutoTokenizer.from_pretrained(path)
     task = get_task(ro.task)
@@ -92,22 +94,12 @@ def run_trl(cfg: Config, recipe: str) -> dict:
     lora = LoraConfig(r=cfg.model.lora_rank, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
                       target_modules=targets, task_type="CAUSAL_LM")
     trainer_cls, config_cls = (getattr(trl, n) for n in TRL_CLASSES[recipe])
-    common = dict(
-        output_dir=tempfile.mkdtemp(prefix="vs-trl-"), max_steps=steps, seed=seed, use_cpu=True, bf16=False,
-        fp16=False, report_to="none", logging_steps=1, save_strategy="no", disable_tqdm=True,
-        per_device_train_batch_size=P * K, gradient_accumulation_steps=1, num_generations=K,
-        max_completion_length=ro.max_new_tokens, temperature=ro.temperature, top_p=ro.top_p,
-        learning_rate=cfg.optim.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=cfg.optim.weight_decay,
-        optim="adamw_torch", max_grad_norm=cfg.optim.grad_clip or 1e9, gradient_checkpointing=False,
-        disable_dropout=True, beta=cfg.kl.coef, num_iterations=1, reward_weights=list(task.reward_weights),
-        model_init_kwargs={"dtype": "float32"}, dataloader_num_workers=0,
-    )
-    if recipe == "grpo":
-        extra = dict(loss_type="grpo", scale_rewards="group", epsilon=a.clip_low, epsilon_high=a.clip_high,
-                     use_bias_correction_kl=False)
-    else:
-        extra = dict(normalize_advantages=False)
-    args = config_cls(**common, **extra)
+    # The lab -> TRL mapping is the exporter's (labcore/export/trl.py), so the benchmark and `rlhf-lab export`
+    # cannot drift apart; only where TRL runs and what it logs is set here.
+    _, keys, _ = export_trl.plan(cfg)
+    args = config_cls(**{**keys, "output_dir": tempfile.mkdtemp(prefix="vs-trl-"), "use_cpu": True,
+                         "disable_tqdm": True, "dataloader_num_workers": 0,
+                         "reward_weights": list(task.reward_weights)})
 
     class Clock(TrainerCallback):
         def __init__(self):

@@ -5,6 +5,7 @@
     rlhf-lab pretrain [--out DIR] [--seed S] [--scale X]
     rlhf-lab lessons
     rlhf-lab lesson check [NAME ...] [--seeds N] [--first-seed S]
+    rlhf-lab export RUN_OR_PRESET_OR_TOML --to trl|verl|openrlhf --out DIR
 
 A run goes through the same RunManager as the UI's, so it is validated, stored and fails the same way.
 Exit codes: 0 done, 1 the run failed, 2 bad arguments or settings.
@@ -105,6 +106,22 @@ def cmd_lesson(args: argparse.Namespace) -> int:
     return check_main(args.names, args.seeds, args.first_seed)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from labcore.export import ExportError, export
+
+    try:
+        report = export(args.source, args.to, args.out)
+    except (ConfigError, ExportError) as e:
+        print(f"rlhf-lab export: {e}", file=sys.stderr)
+        return 2
+    print(report.table())
+    if not report.ok:
+        print(f"rlhf-lab export: '{args.source}' does not go to {args.to}; nothing written.", file=sys.stderr)
+        return 2
+    print(f"wrote {report.out_dir}: {', '.join(report.files)} (how to run it: run.sh or README.md there)")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train one preset or TOML config without the UI")
     p.add_argument("preset", help="a preset name (see `rlhf-lab presets`) or a path to a .toml config")
@@ -128,6 +145,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--first-seed", type=int, default=0,
                    help="first seed (default 0); e.g. 3 confirms a claim on seeds it was not designed on")
     p.set_defaults(func=cmd_lesson)
+    p = sub.add_parser("export", help="write a runnable TRL / verl / OpenRLHF recipe with its fidelity table")
+    p.add_argument("source", help="a run folder (runs/<id>), a preset name or a .toml config")
+    p.add_argument("--to", required=True, choices=("trl", "verl", "openrlhf"), help="the target library")
+    p.add_argument("--out", required=True, help="the folder to write (new, or an earlier export)")
+    p.set_defaults(func=cmd_export)
 
 
 def main(argv: list[str] | None = None) -> int:
