@@ -5,7 +5,9 @@ UI only reads run records: Start turns the controls into a `Config` (`app.settin
 submits it to the `RunManager`; a `gr.Timer(1.0)` tick, active only while something runs, polls the run
 store and redraws the charts through one custom HTML component (`app.charts`), so zoom and hidden traces
 survive.
-Public API endpoints: start, step, pause (toggles resume), stop, reset, status, export.
+Public API endpoints: start, step, pause (toggles resume), stop, reset, status, watch, publish, export. None
+takes an owner id: a session's owner id is server-side state, derived from a secret the server issued to the
+browser (`app.owners`), and no endpoint returns it.
 Left out: authentication (use `launch(auth=...)` or a private Space).
 """
 
@@ -13,13 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from typing import Any
 
 import gradio as gr
 
 from app import charts, figures, samples, settings
-from app.lab import Lab, diff_html, formula_markdown, problems_html, status_html
+from app.lab import Lab, diff_html, formula_markdown, next_run_html, problems_html, status_html
+from app.owners import Owners
 from app.style import CSS, HEADER_CSS, NOTES_CSS, STATUS_CSS, THEME
 from labcore import config as C
 from labcore.runner import ACTIVE, RunManager, SharedLimits
@@ -89,13 +91,15 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
     timer ticks per second the server aims to serve in all; tabs tick more slowly beyond it (`TickPacer`)."""
     gr.set_static_paths([str(charts.PLOTLY_JS)])
     lab = Lab(manager, shared, tick_budget)
+    owners = Owners(manager.store.root)
     presets = C.list_presets()
     first = "grpo" if "grpo" in presets else next(iter(presets), None)
     start_cfg = C.load_preset(first) if first else C.build("grpo")
     start_values = C.flat(start_cfg)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        owner = gr.BrowserState("", storage_key="rlhf-lab-owner")
+        token = gr.BrowserState("", storage_key="rlhf-lab-owner")  # the server-issued secret (app.owners)
+        owner = gr.State(None)         # this session's owner id: server-side, never sent to the browser
         run_state = gr.State(None)     # the run this tab shows (its own or a watched one)
         sig_state = gr.State({})       # what the last tick drew, so unchanged ticks skip
         base_url = gr.State("")
@@ -158,7 +162,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                     with gr.Column(scale=1, min_width=320):
                         gr.Markdown("### Objective")
                         formula = gr.Markdown(formula_markdown(start_cfg), latex_delimiters=LATEX,
-                                              elem_id="rl-formula")
+                                              elem_id="rl-formula", label="objective")
                 with gr.Accordion("Runs: watch, export, details", open=False):
                     with gr.Row():
                         watch = gr.Dropdown(choices=[], label="Watch a run", allow_custom_value=True,
@@ -180,8 +184,8 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                         details]
         private = {"api_visibility": "private", "show_progress": "hidden"}
 
-        def who(owner_id: str, request: gr.Request | None) -> str:
-            return owner_id or (request.session_hash if request is not None else "") or "anonymous"
+        def who(owner_id: str | None, request: gr.Request | None) -> str:
+            return owner_id or Owners.of_session(request.session_hash if request is not None else None)
 
         def values(kw: dict[str, Any]) -> dict[str, Any]:
             return {k: kw[settings.param_name(k)] for k in settings.KEYS}
@@ -189,6 +193,15 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         def fill(cfg: C.Config) -> dict:
             flat = C.flat(cfg)
             return {controls[k]: flat[k] for k in settings.KEYS}
+
+        def shown(run_id: str | None) -> dict:
+            """The controls, formula and notes of the run a tab shows: its own settings (editing prepares the next)."""
+            cfg = lab.config(run_id)
+            if cfg is None:
+                return {}
+            return {**fill(cfg), preset: None, preset_note: "The settings of the run shown.",
+                    formula: formula_markdown(cfg, "the run shown"),
+                    diff: diff_html(cfg) + next_run_html(cfg, cfg, run_id)}
 
         def lists(owner_id: str, run_id: str | None = None) -> dict:
             choices = lab.run_choices(owner_id)
@@ -211,8 +224,9 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 new["charts"] = chart_sig
             status_sig = [run_id, st and [st.get(k) for k in ("state", "step", "queue_position", "message")]]
             if force or status_sig != new.get("status"):
-                out[status] = status_html(st, mine=lab.mine(owner_id, run_id) if st else True)
-                out[details] = lab.details(run_id)
+                me = who(owner_id, request)
+                out[status] = status_html(st, mine=lab.mine(me, run_id) if st else True)
+                out[details] = lab.details(run_id, me)
                 paused = bool(st) and st.get("state") == "paused"
                 if force or paused != new.get("paused"):  # updates are plain dicts: building components is slow
                     out[pause_btn] = gr.update(value="▶ Resume" if paused else "Pause")
@@ -235,15 +249,26 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 out[sig_state] = new
             return tuple(out.get(c, gr.skip()) for c in view_outputs)
 
-        def redraw(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig):
-            return view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, {}, force=True)
+        def redraw(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig,
+                   request: gr.Request = None):
+            return view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, {}, force=True,
+                        request=request)
 
-        def on_load(owner_id: str, request: gr.Request):
-            owner_id = owner_id or uuid.uuid4().hex
-            out: dict[Any, Any] = {owner: owner_id}
+        def on_load(secret: str, request: gr.Request):
+            owner_id = owners.owner(secret)
+            if owner_id is None:  # a new browser (or a token this server did not sign): issue one
+                secret = owners.issue()
+                owner_id = owners.owner(secret)
+            out: dict[Any, Any] = {token: secret, owner: owner_id}
             referer = request.headers.get("referer", "") if request is not None else ""
             out[base_url] = referer.split("?")[0].split("#")[0]
             params = dict(request.query_params) if request is not None else {}
+            run_id = lab.latest_active(owner_id)
+            asked = params.get("run")  # ?run=<id>: watch that run (a link to share a run in a workshop)
+            if asked and asked in {r["run_id"] for r in lab.visible_runs(owner_id)}:
+                run_id = asked
+            if run_id:
+                out.update({run_state: run_id, timer: gr.Timer(active=True), sig_state: {}, **shown(run_id)})
             try:
                 cfg = settings.config_from_query(params)
                 if cfg is not None:
@@ -252,24 +277,20 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                     out[preset], out[preset_note] = named, presets.get(named, "Settings from the link.")
             except C.ConfigError as e:
                 out[problems] = problems_html(e.problems, "The link's settings could not be used")
-            run_id = lab.latest_active(owner_id)
-            asked = params.get("run")  # ?run=<id>: watch that run (a link to share a run in a workshop)
-            if asked and asked in {r["run_id"] for r in lab.visible_runs(owner_id)}:
-                run_id = asked
-            if run_id:
-                out.update({run_state: run_id, timer: gr.Timer(active=True), sig_state: {}})
             out.update(lists(owner_id, run_id))
             return out
 
-        def derived(base: str, **kw):
+        def derived(base: str, run_id: str | None, **kw):
             try:
                 cfg = settings.controls_to_config(values(kw))
             except C.ConfigError as e:
                 return {checks: problems_html(e.problems, "Check these settings")}
             found = settings.problems(cfg, manager.limits)
             url = f"{base or 'http://127.0.0.1:7860/'}?{settings.share_query(cfg)}"
-            return {formula: formula_markdown(cfg), diff: diff_html(cfg), link: url,
-                    checks: problems_html(found, "Check these settings")}
+            on_screen = lab.config(run_id)
+            whose = "" if on_screen is None else "the run shown" if on_screen == cfg else "the next run"
+            return {formula: formula_markdown(cfg, whose), diff: diff_html(cfg) + next_run_html(cfg, on_screen, run_id),
+                    link: url, checks: problems_html(found, "Check these settings")}
 
         def pick_preset(name: str):
             try:
@@ -344,17 +365,27 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                     grid: charts.encode(figures.build_figures([])), samples_view: samples.samples_html([]),
                     samples_table: [], problems: "", live_note: "", details: {}}
 
-        def run_status(run_id: str | None):
-            """The run's status line and details (state, step, records, latest record)."""
-            return status_html(lab.status(run_id)), lab.details(run_id)
+        def run_status(owner_id: str | None, run_id: str | None, request: gr.Request):
+            """The run's status line and details (state, step, records, latest record; `yours`: whether this
+            session may control it). No owner id is ever part of it."""
+            me = who(owner_id, request)
+            return status_html(lab.status(run_id), mine=lab.mine(me, run_id)), lab.details(run_id, me)
 
         def watch_run(owner_id: str, run_id: str | None, request: gr.Request):
-            """Show any run this session may see (in shared mode: its own and published ones)."""
-            visible = {r["run_id"] for r in lab.visible_runs(who(owner_id, request))}
+            """Show any run this session may see (in shared mode: its own and published ones), with its settings."""
+            me = who(owner_id, request)
+            visible = {r["run_id"] for r in lab.visible_runs(me)}
             if not run_id or run_id not in visible:
                 return {status: status_html(None) if run_id else gr.skip()}
-            return {run_state: run_id, sig_state: {}, timer: gr.Timer(active=True),
-                    status: status_html(lab.status(run_id), mine=lab.mine(owner_id, run_id))}
+            return {run_state: run_id, sig_state: {}, timer: gr.Timer(active=True), **shown(run_id),
+                    status: status_html(lab.status(run_id), mine=lab.mine(me, run_id))}
+
+        def publish(owner_id: str | None, run_id: str | None, request: gr.Request):
+            """Let every session of a shared server list and watch this session's run."""
+            return lab.publish(who(owner_id, request), run_id)
+
+        def refresh(owner_id: str | None, run_id: str | None, request: gr.Request):
+            return lists(who(owner_id, request), run_id)
 
         def pick_step(run_id, qty, at_step):
             rows, _ = lab.samples_at(run_id, int(at_step))
@@ -370,11 +401,11 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
 
         # Layout is done; wire the events.
         # always_last: edits made while a refresh is pending must still be reflected (the default "once" drops them)
-        derived_io = {"fn": derived, "inputs": [base_url], "outputs": [formula, diff, link, checks],
+        derived_io = {"fn": derived, "inputs": [base_url, run_state], "outputs": [formula, diff, link, checks],
                       "inputs_kwargs": ctl_kwargs, "trigger_mode": "always_last", **private}
-        load_outputs = [owner, base_url, problems, preset, preset_note, run_state, timer, sig_state, watch,
-                        compare, *ctl]
-        demo.load(on_load, [owner], load_outputs, **private).then(**derived_io)
+        load_outputs = [token, owner, base_url, problems, preset, preset_note, run_state, timer, sig_state, watch,
+                        compare, formula, diff, *ctl]
+        demo.load(on_load, [token], load_outputs, **private).then(**derived_io)
         # Ticks are read-only and cheap: skip the queue (no SSE round trip), as trackio does.
         timer.tick(view, view_inputs, view_outputs, queue=False, api_name="tick", api_visibility="undocumented",
                    show_progress="hidden")
@@ -402,13 +433,13 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         reset_btn.click(reset, [owner, run_state], [run_state, sig_state, timer, status, grid, samples_view,
                                                     samples_table, problems, live_note, details],
                         api_name="reset")
-        details_btn.click(run_status, [run_state], [status, details], api_name="status", queue=False)
+        details_btn.click(run_status, [owner, run_state], [status, details], api_name="status", queue=False)
 
-        watch.input(watch_run, [owner, watch], [run_state, sig_state, timer, status], api_name="watch",
-                    show_progress="hidden", queue=False)
-        refresh_btn.click(lists, [owner, run_state], [watch, compare], **private)
+        watch.input(watch_run, [owner, watch], [run_state, sig_state, timer, status, preset, preset_note, formula,
+                                                diff, *ctl], api_name="watch", show_progress="hidden", queue=False)
+        refresh_btn.click(refresh, [owner, run_state], [watch, compare], **private)
         export_btn.click(export, [run_state], [export_file], api_name="export")
-        publish_btn.click(lab.publish, [owner, run_state], [share_note], **private)
+        publish_btn.click(publish, [owner, run_state], [share_note], api_name="publish")
     demo.queue(default_concurrency_limit=8)
     return demo
 
