@@ -422,7 +422,9 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         import_btn.upload(import_toml, [import_btn], [*ctl, preset, preset_note, problems],
                           **private).then(**derived_io)
         hot = [controls[k] for k in settings.LIVE]
-        gr.on([c.input for c in hot], live, [owner, run_state, *hot], [live_note], **private)
+        # straight to the server (no queue round trip), and the last edit always lands (typing is many inputs)
+        gr.on([c.input for c in hot], live, [owner, run_state, *hot], [live_note], queue=False,
+              trigger_mode="always_last", **private)
 
         run_outputs = [run_state, problems, checks, live_note, sig_state, timer, status, watch, compare]
         start_btn.click(start, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="start")

@@ -219,7 +219,6 @@ class RunManager:
         bad += [f"kl_coef = {v!r} must be >= 0" for k, v in changes.items() if k == "kl_coef" and not (v >= 0)]
         if bad:
             raise ConfigError(bad)
-        job = self._job(run_id)
         self._signal(run_id, live=changes, live_time=time.time())
 
     def shutdown(self, timeout: float = 10.0) -> None:

@@ -61,7 +61,7 @@ def test_step_is_exactly_one_update_per_press(lab):
     c = Client(url, verbose=False)
     for n in range(1, 6):
         c.predict(**small(model, run_steps=50), api_name="/step")
-        d = poll(c, lambda d: d["records"] >= n and d["state"] == "paused" or d["state"] == "failed")
+        d = poll(c, lambda d, n=n: d["records"] >= n and d["state"] == "paused" or d["state"] == "failed")
         assert d["records"] == n, d
     time.sleep(1.0)  # a paused run with no budget left takes no further step
     d = details(c)
