@@ -39,6 +39,7 @@ class Series:
     label: str
     axis: str = "y"        # "y2": the right-hand axis, for a quantity on another scale
     dash: str = "solid"
+    smooth: bool = True    # False for a setting (β): its steps are exact, an average would blur them
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Chart:
 CHARTS: tuple[Chart, ...] = (
     Chart("reward", "Reward", (Series("reward/mean", "mean"),), "reward"),
     Chart("kl", "KL", (Series("kl/mean", "KL to ref"), Series("approx_kl", "approx KL", dash="dash"),
-                       Series("kl/coef", "β", axis="y2", dash="dot")), "KL", "β"),
+                       Series("kl/coef", "β", axis="y2", dash="dot", smooth=False)), "KL", "β"),
     Chart("clip", "Clip fraction", (Series("clip/frac_low", "low"), Series("clip/frac_high", "high"),
                                     Series("clip/frac", "all", dash="dot")), "fraction of tokens"),
     Chart("entropy", "Entropy", (Series("entropy/mean", "entropy"),), "nats per token"),
@@ -275,6 +276,7 @@ def chart_series(chart: Chart, runs: Sequence[RunView]) -> tuple[Series, ...]:
 def _traces(run: RunView, s: Series, color: str, dash: str, name: str, group: str, ident: str,
             smoothing: float, x: str, max_points: int, raw_line: bool) -> list[dict[str, Any]]:
     """The smoothed trace (and the faint raw one) of one series of one run; cached until a record arrives."""
+    smoothing = smoothing if s.smooth else 0.0
     key = (s, color, dash, name, group, ident, smoothing, x, max_points, raw_line)
     with run.columns.lock:  # another tab's tick may be extending these columns right now
         if key not in run.columns.traces:
@@ -337,6 +339,20 @@ def chart_layout(chart: Chart, x: str, has_y2: bool, legend: bool, empty_note: s
     return layout
 
 
+def fit_axes(layout: dict[str, Any], drawn: Sequence[dict[str, Any]], x: str) -> None:
+    """Axes for what is drawn: a constant series gets a small range around its value (Plotly's own is -1..1
+    around it, which reads as a swing), and a few steps get whole-number ticks (one point gave 0.5, 1.5)."""
+    for axis, name in (("y", "yaxis"), ("y2", "yaxis2")):
+        ys = {v for t in drawn if t["yaxis"] == axis for v in t["y"]}
+        if len(ys) == 1 and name in layout:
+            v = next(iter(ys))
+            pad = abs(v) * 0.1 or 0.05
+            layout[name]["range"] = [v - pad, v + pad]
+    if x == "step" and drawn:
+        last = max((max(t["x"]) for t in drawn if len(t["x"])), default=0)
+        layout["xaxis"].update({"tickmode": "linear", "tick0": 0, "dtick": 1} if last <= 6 else {"tickformat": "d"})
+
+
 LIVE_NAMES = {"lr": "lr", "kl_coef": "β", "temperature": "T"}
 
 
@@ -397,6 +413,7 @@ def chart_figure(chart: Chart, runs: Sequence[RunView], smoothing: float = 0.6, 
     for t in data:
         t["yaxis"] = "y2" if t["yaxis"] == "y2" and has_y2 else "y"
     layout = chart_layout(chart, x, has_y2, len(entries) > 1, note)
+    fit_axes(layout, drawn, x)
     if runs and drawn:
         layout["shapes"], marks = live_marks(runs[0], x)
         layout["annotations"] += marks

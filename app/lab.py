@@ -255,6 +255,9 @@ class Lab:
         """Submit a run with the controls' settings. Returns (run id, []) or (None, problems)."""
         try:
             cfg = settings.controls_to_config(values)
+        except C.ConfigError:
+            return None, settings.every_problem(values, self.manager.limits)
+        try:
             return self.manager.submit(cfg, owner, paused=paused), []
         except C.ConfigError as e:
             return None, e.problems

@@ -283,8 +283,9 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         def derived(base: str, run_id: str | None, **kw):
             try:
                 cfg = settings.controls_to_config(values(kw))
-            except C.ConfigError as e:
-                return {checks: problems_html(e.problems, "Check these settings")}
+            except C.ConfigError:  # list every problem at once, not just the first kind
+                return {checks: problems_html(settings.every_problem(values(kw), manager.limits),
+                                              "Check these settings")}
             found = settings.problems(cfg, manager.limits)
             url = f"{base or 'http://127.0.0.1:7860/'}?{settings.share_query(cfg)}"
             on_screen = lab.config(run_id)
@@ -453,7 +454,20 @@ def launch(runs_dir: str = "runs", host: str = "127.0.0.1", port: int = 7860, sh
     manager = manager or RunManager(runs_dir, limits=SharedLimits() if shared else None, isolation="process")
     manager.warm_up("tiny")  # load the built-in model while the page opens: the first Start steps at once
     demo = build_demo(manager, shared=shared, tick_budget=tick_budget)
-    return demo.launch(server_name=host, server_port=port, share=share, **launch_options(manager), **kwargs)
+    kwargs.setdefault("quiet", True)  # Gradio's own hint says "set share=True in launch()"; ours names the flag
+    out = demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
+                      **launch_options(manager), **kwargs)
+    print(launch_hint(demo.local_url, demo.share_url), flush=True)
+    demo.block_thread()
+    return out
+
+
+def launch_hint(local_url: str | None, share_url: str | None) -> str:
+    """What to open, and how to get a public link (the command-line flag, not Gradio's launch() argument)."""
+    lines = [f"rlhf-lab: open {local_url}"]
+    lines.append(f"public link (expires in a week): {share_url}" if share_url else
+                 "For a temporary public link, restart with `rlhf-lab --share` (or put the lab on a Space).")
+    return "\n".join(lines)
 
 
 def launch_options(manager: RunManager) -> dict[str, Any]:

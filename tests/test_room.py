@@ -225,3 +225,46 @@ def test_owner_tokens_are_signed_by_the_server(tmp_path):
     for forged in ("", "x", nonce, nonce + ".", nonce + "." + "0" * 32, Owners(tmp_path / "other").issue()):
         assert owners.owner(forged) is None, forged
     assert owners.owner(token) not in token, "the owner id written to meta.json is not the secret"
+
+
+# ------------------------------------------------------------------------------------- bug 8: the small ones
+
+
+def test_help_lists_the_serve_flags_and_the_share_hint_names_the_flag():
+    from app.cli import parser
+    from app.main import launch_hint
+
+    text = parser().format_help()
+    assert all(flag in text for flag in ("--host", "--port", "--share", "--shared", "--runs-dir", "--tick-budget"))
+    hint = launch_hint("http://127.0.0.1:7860/", None)
+    assert "--share" in hint and "share=True" not in hint
+
+
+def test_charts_fit_constant_series_and_few_steps_and_do_not_smooth_beta():
+    records = [{"step": 1, "time": 0.1, "reward/mean": 0.5, "kl/mean": 0.0, "kl/coef": 0.04}]
+    reward, kl = figures.build_figures([figures.RunView("r1", "grpo", records)])[:2]
+    assert reward["layout"]["yaxis"]["range"] == pytest.approx([0.45, 0.55]), "a constant series: not -1..1"
+    assert reward["layout"]["xaxis"]["dtick"] == 1, "one point: whole-number step ticks"
+    records += [{"step": s, "time": 0.1 * s, "reward/mean": 0.1 * s, "kl/mean": 0.0, "kl/coef": 0.04 if s < 3 else 0.1}
+                for s in range(2, 5)]
+    kl = figures.build_figures([figures.RunView("r2", "grpo", records)], smoothing=0.9)[1]
+    beta = next(t for t in kl["data"] if t["name"] == "β")
+    assert beta["y"] == [0.04, 0.04, 0.1, 0.1], "β is a setting: drawn as it was, not averaged"
+
+
+def test_every_problem_of_the_settings_is_listed_at_once():
+    from app import settings
+
+    values = C.flat(C.build("grpo"))
+    values.update({"optim.lr": None, "rollout.samples_per_prompt": "x", "algorithm.clip_low": 1.5})
+    found = " | ".join(settings.every_problem(values))
+    assert "optim.lr is empty" in found and "samples_per_prompt = 'x'" in found and "clip_low = 1.5" in found
+
+
+def test_an_idle_start_says_starting_not_queued():
+    from app.lab import status_html
+
+    run = {"run_id": "r1", "name": "grpo", "steps": 10, "message": "", "state": "queued", "step": 0}
+    assert "Starting" in status_html({**run, "queue_position": 1, "waiting_for": ""})
+    waiting = status_html({**run, "queue_position": 1, "waiting_for": "waiting for the device: run x is running"})
+    assert "Queued" in waiting and "run x is running" in waiting
