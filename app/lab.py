@@ -228,6 +228,43 @@ class Lab:
                         r["run_id"]))
         return out
 
+    TABLE_HEADERS = ["overlay", "colour", "run", "differs from its recipe", "state", "steps", "reward", "KL", "id"]
+
+    def run_table(self, owner: str, shown: str | None, overlay: list[str] | None) -> list[list[Any]]:
+        """The runs table (as TensorBoard's and W&B's): one row per run this session may overlay on the run shown,
+        newest first, with its colour, name, what differs from its recipe, state, steps, and its last reward and
+        KL. Runs without a step record are left out (nothing to draw)."""
+        overlay = [r for r in overlay or [] if r != shown]
+        runs = [r for r in self.visible_runs(owner) if r["run_id"] != shown]
+        rows = []
+        for r in runs:
+            try:
+                records = self.store.metrics(r["run_id"])
+            except (ValueError, OSError):
+                continue
+            if records:
+                rows.append((r, records[-1]))
+        order = ([shown] if shown else []) + overlay + [r["run_id"] for r, _ in rows if r["run_id"] not in overlay]
+        colors = figures.assign_colors([(rid, self.number(rid)) for rid in order])
+        out = []
+        for r, last in rows:
+            rid = r["run_id"]
+            cfg = self.config(rid)
+            differs = ", ".join(f"{k.split('.', 1)[1]}={b}" for k, _, b in settings.diff_items(cfg)) if cfg else ""
+            you = " (yours)" if r.get("owner") == owner else ""
+            swatch = f'<span style="color:{colors[rid]};font-size:18px" title="{colors[rid]}">■</span>'
+            kl = last.get("kl/mean")
+            out.append([rid in overlay, swatch, f"{r.get('name') or r.get('recipe')}{you}", differs or "-",
+                        STATE_TEXT.get(r.get("state"), r.get("state")), f"{last.get('step', 0)}/{r.get('steps', '?')}",
+                        round(last.get("reward/mean", float("nan")), 4),
+                        round(kl, 4) if isinstance(kl, (int, float)) else None, rid[-6:]])
+        return out
+
+    def overlay_ids(self, owner: str, rows: list[list[Any]] | None) -> list[str]:
+        """The run ids ticked in the runs table (rows name runs by their last six characters)."""
+        by_tail = {r["run_id"][-6:]: r["run_id"] for r in self.visible_runs(owner)}
+        return [by_tail[row[-1]] for row in rows or [] if row and row[0] is True and row[-1] in by_tail]
+
     def latest_active(self, owner: str) -> str | None:
         mine = [r for r in self.manager.runs() if r.get("owner") == owner and r.get("state") in ACTIVE]
         return mine[-1]["run_id"] if mine else None

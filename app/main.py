@@ -141,9 +141,13 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                                           info="Debiased EMA, as in TensorBoard; the raw line stays faint.",
                                           elem_id="rl-smoothing")
                     xaxis = gr.Radio([("step", "step"), ("time (s)", "time")], value="step", label="x axis")
-                    compare = gr.Dropdown(choices=[], value=[], multiselect=True, label="Compare runs",
-                                          info="Overlay earlier runs on every chart.", scale=2)
+                compare = gr.State([])     # the runs overlaid on the charts (ticked in the runs table)
                 grid = charts.chart_grid(charts.encode(figures.build_figures([])))
+                runs_table = gr.Dataframe(headers=Lab.TABLE_HEADERS, value=[], type="array", interactive=True,
+                                          static_columns=list(range(1, len(Lab.TABLE_HEADERS))),
+                                          datatype=["bool", "html", "str", "str", "str", "str", "number", "number",
+                                                    "str"], label="Runs: tick to overlay on the charts",
+                                          max_height=260, elem_id="rl-runs")
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2):
                         gr.Markdown("### Samples")
@@ -181,7 +185,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         ctl_kwargs = {settings.param_name(k): c for k, c in controls.items()}
         view_inputs = [owner, run_state, compare, smoothing, xaxis, quantity, follow, sample_step, sig_state]
         view_outputs = [grid, status, timer, samples_view, samples_table, sample_step, sig_state, pause_btn,
-                        details]
+                        watch, runs_table, details]  # details last: load tests read the tick's last output
         private = {"api_visibility": "private", "show_progress": "hidden"}
 
         def who(owner_id: str | None, request: gr.Request | None) -> str:
@@ -203,10 +207,10 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                     formula: formula_markdown(cfg, "the run shown"),
                     diff: diff_html(cfg) + next_run_html(cfg, cfg, run_id)}
 
-        def lists(owner_id: str, run_id: str | None = None) -> dict:
+        def lists(owner_id: str, run_id: str | None = None, overlay: list[str] | None = None) -> dict:
             choices = lab.run_choices(owner_id)
             return {watch: gr.Dropdown(choices=choices, value=run_id if run_id else None),
-                    compare: gr.Dropdown(choices=[c for c in choices if c[1] != run_id])}
+                    runs_table: lab.run_table(owner_id, run_id, overlay)}
 
         def view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig, force=False,
                  request: gr.Request = None):
@@ -227,6 +231,10 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 me = who(owner_id, request)
                 out[status] = status_html(st, mine=lab.mine(me, run_id) if st else True)
                 out[details] = lab.details(run_id, me)
+                table_sig = [run_id, st and st.get("state")]
+                if force or table_sig != new.get("table"):  # a run started or finished: the lists are not stale
+                    out.update(lists(me, run_id, compare_ids))
+                    new["table"] = table_sig
                 paused = bool(st) and st.get("state") == "paused"
                 if force or paused != new.get("paused"):  # updates are plain dicts: building components is slow
                     out[pause_btn] = gr.update(value="▶ Resume" if paused else "Pause")
@@ -385,8 +393,11 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
             """Let every session of a shared server list and watch this session's run."""
             return lab.publish(who(owner_id, request), run_id)
 
-        def refresh(owner_id: str | None, run_id: str | None, request: gr.Request):
-            return lists(who(owner_id, request), run_id)
+        def refresh(owner_id: str | None, run_id: str | None, overlay: list[str] | None, request: gr.Request):
+            return lists(who(owner_id, request), run_id, overlay)
+
+        def pick_overlay(owner_id: str | None, rows: list[list[Any]] | None, request: gr.Request):
+            return lab.overlay_ids(who(owner_id, request), rows)
 
         def pick_step(run_id, qty, at_step):
             rows, _ = lab.samples_at(run_id, int(at_step))
@@ -405,7 +416,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         derived_io = {"fn": derived, "inputs": [base_url, run_state], "outputs": [formula, diff, link, checks],
                       "inputs_kwargs": ctl_kwargs, "trigger_mode": "always_last", **private}
         load_outputs = [token, owner, base_url, problems, preset, preset_note, run_state, timer, sig_state, watch,
-                        compare, formula, diff, *ctl]
+                        runs_table, formula, diff, *ctl]
         demo.load(on_load, [token], load_outputs, **private).then(**derived_io)
         # Ticks are read-only and cheap: skip the queue (no SSE round trip), as trackio does.
         timer.tick(view, view_inputs, view_outputs, queue=False, api_name="tick", api_visibility="undocumented",
@@ -427,7 +438,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         gr.on([c.input for c in hot], live, [owner, run_state, *hot], [live_note], queue=False,
               trigger_mode="always_last", **private)
 
-        run_outputs = [run_state, problems, checks, live_note, sig_state, timer, status, watch, compare]
+        run_outputs = [run_state, problems, checks, live_note, sig_state, timer, status, watch, runs_table]
         start_btn.click(start, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="start")
         step_btn.click(step, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="step")
         pause_btn.click(control("toggle"), [owner, run_state], [problems, status, timer], api_name="pause")
@@ -440,7 +451,8 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
 
         watch.input(watch_run, [owner, watch], [run_state, sig_state, timer, status, preset, preset_note, formula,
                                                 diff, *ctl], api_name="watch", show_progress="hidden", queue=False)
-        refresh_btn.click(refresh, [owner, run_state], [watch, compare], **private)
+        refresh_btn.click(refresh, [owner, run_state, compare], [watch, runs_table], **private)
+        runs_table.input(pick_overlay, [owner, runs_table], [compare], **private)
         export_btn.click(export, [run_state], [export_file], api_name="export")
         publish_btn.click(publish, [owner, run_state], [share_note], api_name="publish")
     demo.queue(default_concurrency_limit=8)

@@ -268,3 +268,28 @@ def test_an_idle_start_says_starting_not_queued():
     assert "Starting" in status_html({**run, "queue_position": 1, "waiting_for": ""})
     waiting = status_html({**run, "queue_position": 1, "waiting_for": "waiting for the device: run x is running"})
     assert "Queued" in waiting and "run x is running" in waiting
+
+
+def test_runs_table_lists_runs_with_records_and_ticks_overlay(tmp_path):
+    """Runs as a table: swatch, name, diff from its recipe, state, steps, last reward and KL, an overlay box;
+    a run without records is not listed; ticked rows become the overlaid runs, in their colours."""
+    manager = RunManager(tmp_path)
+    try:
+        shown = manager.store.create(C.build("grpo"), "me")
+        other = manager.store.create(C.build("rloo", {"optim.lr": 0.002}), "me")
+        empty = manager.store.create(C.build("grpo"), "me")
+        for run_id, reward in ((shown, 0.5), (other, 0.7)):
+            manager.store.append(run_id, {"step": 1, "time": 0.1, "reward/mean": reward, "kl/mean": 0.01}, [])
+        manager.store.update_meta(other, state="done", step=1)
+        lab = Lab(manager)
+        rows = lab.run_table("me", shown, [])
+        assert [r[-1] for r in rows] == [other[-6:]], "the run shown and the empty run are not rows"
+        tick, swatch, name, differs, state, steps, reward, kl, _ = rows[0]
+        assert tick is False and "lr=0.002" in differs and state == "Done" and steps == "1/100"
+        assert reward == 0.7 and kl == 0.01 and empty[-6:] not in [r[-1] for r in rows]
+        rows[0][0] = True
+        assert lab.overlay_ids("me", rows) == [other]
+        color = lab.run_views(shown, [other])[1].color
+        assert color in lab.run_table("me", shown, [other])[0][1], "the swatch is the colour it is drawn in"
+    finally:
+        manager.shutdown()
