@@ -26,8 +26,11 @@ TEMPLATE = '<div class="rl-grid" data-rl-charts></div>'
 
 CSS = """
 .rl-grid { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 10px; }
-.rl-chart { min-height: 290px; border: 1px solid var(--border-color-primary); border-radius: 10px;
-  background: var(--background-fill-primary); padding: 2px 4px; overflow: hidden; }
+/* two rows of charts fit under the transport bar and status of a 1280x720 projector; taller on big screens */
+.rl-chart { height: clamp(190px, calc((100vh - 320px) / 2), 330px); border: 1px solid var(--border-color-primary);
+  border-radius: 10px; background: var(--background-fill-primary); padding: 2px 4px; overflow: hidden; }
+/* a big screen (1920x1080): all nine charts, three rows */
+@media (min-width: 1600px) and (min-height: 900px) { .rl-chart { height: calc((100vh - 330px) / 3); } }
 @media (max-width: 1100px) { .rl-grid { grid-template-columns: repeat(2, minmax(0, 1fr)); } }
 @media (max-width: 700px) { .rl-grid { grid-template-columns: minmax(0, 1fr); } }
 """

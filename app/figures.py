@@ -313,17 +313,17 @@ def chart_layout(chart: Chart, x: str, has_y2: bool, legend: bool, empty_note: s
             "tickcolor": "rgba(100,116,139,0.4)", "automargin": True}
     layout: dict[str, Any] = {
         "title": {"text": chart.title, "x": 0.01, "xanchor": "left", "y": 0.985, "yref": "container",
-                  "yanchor": "top", "font": {"size": 14, "color": "#0f172a"}},
+                  "yanchor": "top", "font": {"size": 16, "color": "#0f172a"}},
         "uirevision": f"rl-{x}",  # constant: Plotly.react keeps zoom and legend state across updates
-        "height": 290, "margin": {"l": 52, "r": 52 if has_y2 else 16, "t": 34, "b": 40},
+        "autosize": True, "margin": {"l": 52, "r": 52 if has_y2 else 16, "t": 34, "b": 40},  # height: the CSS
         "xaxis": {**axis, "title": {"text": X_TITLES.get(x, x), "standoff": 4}},
         "yaxis": {**axis, "title": {"text": chart.y_title, "standoff": 4}},
         "hovermode": "x unified", "showlegend": legend,
         "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "xanchor": "left",
-                   "font": {"size": 10}, "bgcolor": "rgba(0,0,0,0)", "groupclick": "togglegroup",
+                   "font": {"size": 12}, "bgcolor": "rgba(0,0,0,0)", "groupclick": "togglegroup",
                    "itemwidth": 30, "tracegroupgap": 0},
         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
-        "font": {"family": FONT, "size": 11, "color": "#334155"},
+        "font": {"family": FONT, "size": 13, "color": "#334155"},  # readable from the back of a room
         "annotations": [],
     }
     if legend:  # the legend takes a row between the title and the plot

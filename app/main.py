@@ -22,7 +22,7 @@ import gradio as gr
 from app import charts, figures, samples, settings
 from app.lab import Lab, diff_html, formula_markdown, next_run_html, problems_html, status_html
 from app.owners import Owners
-from app.style import CSS, HEADER_CSS, NOTES_CSS, STATUS_CSS, THEME
+from app.style import CSS, HEADER_CSS, NOTES_CSS, SHORTCUTS_JS, STATUS_CSS, THEME
 from labcore import config as C
 from labcore.runner import ACTIVE, RunManager, SharedLimits
 
@@ -124,25 +124,27 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                                       info="Open it to restore every setting (query parameters).")
 
             # ------------------------------------------------------------------------------ main area
-            with gr.Column(scale=3, min_width=600):
+            with gr.Column(scale=3, min_width=600, elem_id="rl-main"):
                 with gr.Row(elem_id="rl-transport"):
                     start_btn = gr.Button("▶ Start", variant="primary", size="md", elem_id="rl-start")
                     pause_btn = gr.Button("Pause", size="md", elem_id="rl-pause")
                     step_btn = gr.Button("Step ›", size="md", elem_id="rl-step")
                     stop_btn = gr.Button("■ Stop", variant="stop", size="md", elem_id="rl-stop")
                     reset_btn = gr.Button("↺ Reset", size="md", elem_id="rl-reset")
+                    dark_btn = gr.Button("◐", size="md", elem_id="rl-dark", min_width=44, scale=0)
                 status = _html(status_html(None), STATUS_CSS, elem_id="rl-status", label="run status")
                 live_note = _html("", STATUS_CSS, elem_id="rl-live", label="live changes")
                 problems = _html("", NOTES_CSS, elem_id="rl-problems", label="problems")
                 checks = _html("", NOTES_CSS, elem_id="rl-checks", label="setting checks")
                 diff = _html(diff_html(start_cfg), NOTES_CSS, elem_id="rl-diff", label="recipe differences")
+                compare = gr.State([])     # the runs overlaid on the charts (ticked in the runs table)
+                # the charts right under the status (one screen on a projector); their view settings below them
+                grid = charts.chart_grid(charts.encode(figures.build_figures([])))
                 with gr.Row(equal_height=True):
                     smoothing = gr.Slider(0.0, 0.99, value=0.6, step=0.01, label="Smoothing", scale=2,
                                           info="Debiased EMA, as in TensorBoard; the raw line stays faint.",
                                           elem_id="rl-smoothing")
                     xaxis = gr.Radio([("step", "step"), ("time (s)", "time")], value="step", label="x axis")
-                compare = gr.State([])     # the runs overlaid on the charts (ticked in the runs table)
-                grid = charts.chart_grid(charts.encode(figures.build_figures([])))
                 runs_table = gr.Dataframe(headers=Lab.TABLE_HEADERS, value=[], type="array", interactive=True,
                                           static_columns=list(range(1, len(Lab.TABLE_HEADERS))),
                                           datatype=["bool", "html", "str", "str", "str", "str", "number", "number",
@@ -418,6 +420,9 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         load_outputs = [token, owner, base_url, problems, preset, preset_note, run_state, timer, sig_state, watch,
                         runs_table, formula, diff, *ctl]
         demo.load(on_load, [token], load_outputs, **private).then(**derived_io)
+        # dark mode in the browser only (Gradio's theme follows the `dark` class); the charts follow at the next draw
+        dark_btn.click(None, js="() => { document.body.classList.toggle('dark'); "
+                                "document.querySelector('.gradio-container')?.classList.toggle('dark'); }")
         # Ticks are read-only and cheap: skip the queue (no SSE round trip), as trackio does.
         timer.tick(view, view_inputs, view_outputs, queue=False, api_name="tick", api_visibility="undocumented",
                    show_progress="hidden")
@@ -484,5 +489,5 @@ def launch_hint(local_url: str | None, share_url: str | None) -> str:
 
 def launch_options(manager: RunManager) -> dict[str, Any]:
     """What `demo.launch` needs besides the address: theme, CSS, and the runs folder for exports."""
-    return {"theme": THEME, "css": CSS, "allowed_paths": [str(manager.store.root.resolve())],
+    return {"theme": THEME, "css": CSS, "js": SHORTCUTS_JS, "allowed_paths": [str(manager.store.root.resolve())],
             "footer_links": ["api", "gradio"]}
