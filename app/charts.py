@@ -26,18 +26,43 @@ TEMPLATE = '<div class="rl-grid" data-rl-charts></div>'
 
 CSS = """
 .rl-grid { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 10px; }
-.rl-chart { min-height: 290px; border: 1px solid var(--border-color-primary); border-radius: 10px;
-  background: var(--background-fill-primary); padding: 2px 4px; overflow: hidden; }
+/* two rows of charts fit under the transport bar and status of a 1280x720 projector; taller on big screens */
+.rl-chart { height: clamp(190px, calc((100vh - 320px) / 2), 330px); border: 1px solid var(--border-color-primary);
+  border-radius: 10px; background: var(--background-fill-primary); padding: 2px 4px; overflow: hidden; }
+/* a big screen (1920x1080): all nine charts, three rows */
+@media (min-width: 1600px) and (min-height: 900px) { .rl-chart { height: calc((100vh - 330px) / 3); } }
 @media (max-width: 1100px) { .rl-grid { grid-template-columns: repeat(2, minmax(0, 1fr)); } }
 @media (max-width: 700px) { .rl-grid { grid-template-columns: minmax(0, 1fr); } }
 """
 
-# Runs once per page; `watch` re-runs draw() after every value change sent by Python.
+# Runs once per page; `watch` re-runs draw() after every value change sent by Python. A tick's charts are drawn
+# one per task (setTimeout 0), so typing and clicks are handled between them instead of waiting for all nine;
+# a chart scrolled out of view keeps its latest figure and is drawn when it comes back (its first draw is
+# immediate, so every chart exists from the start).
 JS_ON_LOAD = """
 const grid = element.querySelector('[data-rl-charts]');
-const divs = {};
+const divs = {}, pending = {}, visible = new Set();
+let queued = null;
 const config = {responsive: true, displaylogo: false, displayModeBar: 'hover',
                 modeBarButtonsToRemove: ['lasso2d', 'select2d', 'toImage']};
+const seen = window.IntersectionObserver ? new IntersectionObserver(entries => {
+  for (const e of entries) {
+    if (e.isIntersecting) { visible.add(e.target.dataset.chart); schedule(); }
+    else visible.delete(e.target.dataset.chart);
+  }
+}) : null;
+function schedule() { if (queued === null) queued = setTimeout(pump, 0); }
+function pump() {
+  queued = null;
+  const id = Object.keys(pending).find(id => !seen || visible.has(id) || !divs[id].dataset.drawn);
+  if (id === undefined) return;
+  const chart = pending[id];
+  delete pending[id];
+  // Same div every time + constant layout.uirevision: zoom, pan and legend clicks survive.
+  window.Plotly.react(divs[id], chart.data, chart.layout, config);
+  divs[id].dataset.drawn = '1';
+  schedule();
+}
 function draw() {
   if (!grid) return;
   if (!window.Plotly) {
@@ -53,19 +78,19 @@ function draw() {
       chart.layout.font = {...chart.layout.font, color: '#cbd5e1'};
       if (chart.layout.title && chart.layout.title.font) chart.layout.title.font.color = '#f1f5f9';
     }
-    let div = divs[chart.id];
-    if (!div) {
-      div = document.createElement('div');
+    if (!divs[chart.id]) {
+      const div = document.createElement('div');
       div.className = 'rl-chart';
       div.id = 'rl-chart-' + chart.id;
       div.dataset.chart = chart.id;
       grid.appendChild(div);
       divs[chart.id] = div;
+      if (seen) seen.observe(div);
     }
-    // Same div every time + constant layout.uirevision: zoom, pan and legend clicks survive.
-    window.Plotly.react(div, chart.data, chart.layout, config);
+    pending[chart.id] = chart;
   }
   grid.dataset.updates = String(Number(grid.dataset.updates || 0) + 1);
+  schedule();
 }
 draw();
 watch('value', draw);

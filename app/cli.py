@@ -86,8 +86,13 @@ def add_replay(sub: argparse._SubParsersAction) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    serve_help = argparse.ArgumentParser(prog="rlhf-lab [serve]", add_help=False)
+    add_serve_options(serve_help)
+    options = serve_help.format_help().split("options:\n", 1)[-1]  # the options, without the usage line
     p = argparse.ArgumentParser(prog="rlhf-lab", description="rlhf-lab: an interactive visual lab for RLHF "
-                                "policy-gradient algorithms. With no command, serves the lab.")
+                                "policy-gradient algorithms. With no command, serves the lab.",
+                                epilog="serve options (rlhf-lab [serve] [options]; also `rlhf-lab serve --help`):\n"
+                                + options, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command")
     serve = sub.add_parser("serve", help="serve the lab in the browser (the default)")
     add_serve_options(serve)

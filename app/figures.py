@@ -3,8 +3,8 @@
 A chart is a list of `Series` (metric keys) drawn for one or more runs. Each series is smoothed with the
 debiased exponential moving average TensorBoard uses (the raw line stays, faint), then downsampled server-side
 to at most `MAX_POINTS` points per trace (min/max buckets for the raw line, so spikes survive; an even stride
-for the smooth one). One run: each series has its own colour. Several runs (compare): each run has a stable
-colour from a hash of its id, and series are told apart by dash.
+for the smooth one). One run: each series has its own colour. Several runs (compare): each run has its colour (`RunView.color`,
+given by `assign_colors`: by creation order, distinct on screen), and series are told apart by dash.
 
 Every layout carries a constant `uirevision`, so `Plotly.react` keeps the user's zoom and hidden traces
 across updates (it changes only with the x axis). Traces carry stable `uid`s for the same reason.
@@ -39,6 +39,7 @@ class Series:
     label: str
     axis: str = "y"        # "y2": the right-hand axis, for a quantity on another scale
     dash: str = "solid"
+    smooth: bool = True    # False for a setting (β): its steps are exact, an average would blur them
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Chart:
 CHARTS: tuple[Chart, ...] = (
     Chart("reward", "Reward", (Series("reward/mean", "mean"),), "reward"),
     Chart("kl", "KL", (Series("kl/mean", "KL to ref"), Series("approx_kl", "approx KL", dash="dash"),
-                       Series("kl/coef", "β", axis="y2", dash="dot")), "KL", "β"),
+                       Series("kl/coef", "β", axis="y2", dash="dot", smooth=False)), "KL", "β"),
     Chart("clip", "Clip fraction", (Series("clip/frac_low", "low"), Series("clip/frac_high", "high"),
                                     Series("clip/frac", "all", dash="dot")), "fraction of tokens"),
     Chart("entropy", "Entropy", (Series("entropy/mean", "entropy"),), "nats per token"),
@@ -90,6 +91,7 @@ class Columns:
         self._ema: dict[str, list[Any]] = {}  # key -> [smoothed values, last, debias] for `_ema_weight`
         self._ema_weight = -1.0
         self.traces: dict[tuple, list[dict[str, Any]]] = {}  # built traces, valid while no record arrives
+        self.events: list[tuple[Any, Any, dict[str, float]]] = []  # live changes: (step, time, {name: value})
         self.update(records)
 
     def update(self, records: Sequence[dict[str, Any]]) -> None:
@@ -101,6 +103,8 @@ class Columns:
             self.traces = {}
         for r in records[self.n:]:
             step, t = r.get("step"), r.get("time")
+            if isinstance(r.get("live"), dict):
+                self.events.append((step, t, r["live"]))
             for k, v in r.items():
                 if type(v) in (float, int) and math.isfinite(v):
                     c = self.cols.get(k)
@@ -152,6 +156,7 @@ class RunView:
     label: str
     records: Sequence[dict[str, Any]]
     columns: Columns | None = None
+    color: str = ""        # its colour when compared; "" falls back to a hash of the id
 
     def __post_init__(self) -> None:
         if self.columns is None:
@@ -230,8 +235,27 @@ def uid(group: str, kind: str) -> str:
 
 
 def run_color(run_id: str) -> str:
-    """A stable colour per run (crc32, not Python's salted hash, so it survives restarts)."""
+    """A stable colour for a run without a creation number (crc32, not Python's salted hash)."""
     return RUN_COLORS[zlib.crc32(run_id.encode()) % len(RUN_COLORS)]
+
+
+def assign_colors(runs: Sequence[tuple[str, int | None]]) -> dict[str, str]:
+    """Colours of the runs on screen, given (run id, creation number or None), the watched run first.
+
+    Each run has its own colour, RUN_COLORS[number % 12], so consecutive runs always differ and a run keeps its
+    colour from view to view. When two on screen would share one, the later takes the first colour not yet
+    on screen: runs drawn together are always distinct (up to 12 of them).
+    """
+    wanted = {run_id: RUN_COLORS[n % len(RUN_COLORS)] if n is not None else run_color(run_id) for run_id, n in runs}
+    out: dict[str, str] = {}
+    for run_id, color in wanted.items():  # first come keeps its own
+        if color not in out.values():
+            out[run_id] = color
+    for run_id, color in wanted.items():  # the rest take a colour no run on screen wants
+        if run_id not in out:
+            free = [c for c in RUN_COLORS if c not in out.values()]
+            out[run_id] = next((c for c in free if c not in wanted.values()), free[0] if free else color)
+    return {run_id: out[run_id] for run_id in wanted}
 
 
 def chart_series(chart: Chart, runs: Sequence[RunView]) -> tuple[Series, ...]:
@@ -252,6 +276,7 @@ def chart_series(chart: Chart, runs: Sequence[RunView]) -> tuple[Series, ...]:
 def _traces(run: RunView, s: Series, color: str, dash: str, name: str, group: str, ident: str,
             smoothing: float, x: str, max_points: int, raw_line: bool) -> list[dict[str, Any]]:
     """The smoothed trace (and the faint raw one) of one series of one run; cached until a record arrives."""
+    smoothing = smoothing if s.smooth else 0.0
     key = (s, color, dash, name, group, ident, smoothing, x, max_points, raw_line)
     with run.columns.lock:  # another tab's tick may be extending these columns right now
         if key not in run.columns.traces:
@@ -288,17 +313,17 @@ def chart_layout(chart: Chart, x: str, has_y2: bool, legend: bool, empty_note: s
             "tickcolor": "rgba(100,116,139,0.4)", "automargin": True}
     layout: dict[str, Any] = {
         "title": {"text": chart.title, "x": 0.01, "xanchor": "left", "y": 0.985, "yref": "container",
-                  "yanchor": "top", "font": {"size": 14, "color": "#0f172a"}},
+                  "yanchor": "top", "font": {"size": 16, "color": "#0f172a"}},
         "uirevision": f"rl-{x}",  # constant: Plotly.react keeps zoom and legend state across updates
-        "height": 290, "margin": {"l": 52, "r": 52 if has_y2 else 16, "t": 34, "b": 40},
+        "autosize": True, "margin": {"l": 52, "r": 52 if has_y2 else 16, "t": 34, "b": 40},  # height: the CSS
         "xaxis": {**axis, "title": {"text": X_TITLES.get(x, x), "standoff": 4}},
         "yaxis": {**axis, "title": {"text": chart.y_title, "standoff": 4}},
         "hovermode": "x unified", "showlegend": legend,
         "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "xanchor": "left",
-                   "font": {"size": 10}, "bgcolor": "rgba(0,0,0,0)", "groupclick": "togglegroup",
+                   "font": {"size": 12}, "bgcolor": "rgba(0,0,0,0)", "groupclick": "togglegroup",
                    "itemwidth": 30, "tracegroupgap": 0},
         "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
-        "font": {"family": FONT, "size": 11, "color": "#334155"},
+        "font": {"family": FONT, "size": 13, "color": "#334155"},  # readable from the back of a room
         "annotations": [],
     }
     if legend:  # the legend takes a row between the title and the plot
@@ -312,6 +337,42 @@ def chart_layout(chart: Chart, x: str, has_y2: bool, legend: bool, empty_note: s
         layout["annotations"].append({"text": empty_note, "xref": "paper", "yref": "paper", "x": 0.5,
                                       "y": 0.5, "showarrow": False, "font": {"size": 12, "color": "#94a3b8"}})
     return layout
+
+
+def fit_axes(layout: dict[str, Any], drawn: Sequence[dict[str, Any]], x: str) -> None:
+    """Axes for what is drawn: a constant series gets a small range around its value (Plotly's own is -1..1
+    around it, which reads as a swing), and a few steps get whole-number ticks (one point gave 0.5, 1.5)."""
+    for axis, name in (("y", "yaxis"), ("y2", "yaxis2")):
+        ys = {v for t in drawn if t["yaxis"] == axis for v in t["y"]}
+        if len(ys) == 1 and name in layout:
+            v = next(iter(ys))
+            pad = abs(v) * 0.1 or 0.05
+            layout[name]["range"] = [v - pad, v + pad]
+    if x == "step" and drawn:
+        last = max((max(t["x"]) for t in drawn if len(t["x"])), default=0)
+        layout["xaxis"].update({"tickmode": "linear", "tick0": 0, "dtick": 1} if last <= 6 else {"tickformat": "d"})
+
+
+LIVE_NAMES = {"lr": "lr", "kl_coef": "β", "temperature": "T"}
+
+
+def live_marks(run: RunView, x: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(shapes, annotations): a dotted vertical line at each step where a live change took effect, labelled
+    with the new values (`lr 0.002`)."""
+    shapes, notes = [], []
+    with run.columns.lock:
+        events = list(run.columns.events)
+    for step, t, changes in events:
+        at = step if x == "step" else t
+        if at is None:
+            continue
+        text = ", ".join(f"{LIVE_NAMES.get(k, k)} {v:g}" for k, v in changes.items())
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": at, "x1": at, "y0": 0, "y1": 1,
+                       "line": {"color": "#64748b", "width": 1, "dash": "dot"}, "name": "live"})
+        notes.append({"text": text, "x": at, "xref": "x", "y": 1, "yref": "paper", "yanchor": "bottom",
+                      "xanchor": "left", "showarrow": False, "font": {"size": 10, "color": "#64748b"},
+                      "name": "live"})
+    return shapes, notes
 
 
 DASH_GLYPHS = {"solid": "——", "dash": "– –", "dot": "···", "dashdot": "–·–"}
@@ -331,7 +392,7 @@ def chart_figure(chart: Chart, runs: Sequence[RunView], smoothing: float = 0.6, 
         for i, s in enumerate(series):
             ident = f"{run.run_id}:{s.key}"
             if compare:
-                color, dash = run_color(run.run_id), DASHES[i % len(DASHES)]
+                color, dash = run.color or run_color(run.run_id), DASHES[i % len(DASHES)]
                 name, group = run.label, run.run_id
             else:
                 color, dash, name, group = SERIES_COLORS[i % len(SERIES_COLORS)], s.dash, s.label, ident
@@ -352,6 +413,10 @@ def chart_figure(chart: Chart, runs: Sequence[RunView], smoothing: float = 0.6, 
     for t in data:
         t["yaxis"] = "y2" if t["yaxis"] == "y2" and has_y2 else "y"
     layout = chart_layout(chart, x, has_y2, len(entries) > 1, note)
+    fit_axes(layout, drawn, x)
+    if runs and drawn:
+        layout["shapes"], marks = live_marks(runs[0], x)
+        layout["annotations"] += marks
     if compare and len(series) > 1:
         key = "  ".join(f"{DASH_GLYPHS[DASHES[i % len(DASHES)]]} {s.label}" for i, s in enumerate(series))
         layout["title"]["text"] += f"  <span style='font-size:10.5px;color:#64748b'>{key}</span>"

@@ -4,7 +4,9 @@ Handlers here take plain values (control values, a run id, an owner id) and retu
 problems, HTML, figure JSON); `app/main.py` turns them into component updates. Runs belong to the server: a
 browser session owns the runs it started (its owner id) and may watch any run; in shared mode it only lists
 its own and published runs, and only controls its own.
-Left out: accounts (the owner id is a random id kept in the browser's localStorage).
+The owner id never leaves the server: it is derived from a secret the server issued to the browser
+(`app.owners.Owners`) and kept in the session's server-side state; what the API returns carries no owner.
+Left out: accounts.
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ def problems_html(problems: list[str], title: str = "These settings cannot start
     return f'<div class="rl-problems" role="alert"><b>{html.escape(title)}</b><ul>{items}</ul></div>'
 
 
-def formula_markdown(cfg: C.Config) -> str:
-    """The objective the controls describe: one display formula and one sentence per part, in step order."""
+def formula_markdown(cfg: C.Config, whose: str = "") -> str:
+    """The objective the controls describe: one display formula and one sentence per part, in step order.
+    `whose` ("the run shown", "the next run") heads it when the tab shows a run."""
     r = RECIPES.get(cfg.algorithm.recipe)
-    lines = [f"**{r.title}**: {r.summary} <br><span class='rl-cite'>{r.paper}</span>\n" if r else ""]
+    lines = [f"*Objective of {whose}.*\n"] if whose else []
+    lines += [f"**{r.title}**: {r.summary} <br><span class='rl-cite'>{r.paper}</span>\n" if r else ""]
     for part, latex, sentence in describe_parts(cfg):
         lines.append(f"**{PART_TITLES.get(part, part)}**: {sentence}\n\n$$ {latex} $$\n")
     return "\n".join(lines)
@@ -60,14 +64,33 @@ def diff_html(cfg: C.Config) -> str:
     return f'<div class="rl-diff"><span>Differs from <b>{html.escape(title)}</b>:</span> {badges}</div>'
 
 
+def next_run_html(cfg: C.Config, shown: C.Config | None, run_id: str | None) -> str:
+    """Whose settings the controls hold: the shown run's, or (once edited) the next run's, with what differs."""
+    if shown is None or not run_id:
+        return ""
+    a, b = C.flat(shown), C.flat(cfg)
+    changed = [(k, settings.fmt(a[k]), settings.fmt(b[k])) for k in a if a[k] != b.get(k)]
+    if not changed:
+        return (f'<div class="rl-next rl-next-same">These are the settings of the run shown '
+                f'({html.escape(run_id[-6:])}); edit them to prepare the next run.</div>')
+    chips = "".join(f'<span class="rl-chip"><b>{html.escape(k)}</b> {html.escape(x)} → {html.escape(y)}</span>'
+                    for k, x, y in changed)
+    return (f'<div class="rl-next"><b>Next run</b>: these settings differ from the run shown '
+            f'({html.escape(run_id[-6:])}) in {chips} Start runs them.</div>')
+
+
 def status_html(st: dict[str, Any] | None, n_records: int = 0, mine: bool = True) -> str:
     """The status line: queued (position k), running step s of S, paused, done, failed with the message."""
     if not st:
         return ('<div class="rl-status"><span class="rl-pill rl-idle">Ready</span>'
                 "Pick a preset or a recipe, then press Start (or Step to go one step at a time).</div>")
     state, step, steps = st.get("state", "?"), st.get("step", 0) or 0, st.get("steps") or 0
+    # first in the queue with nothing holding the device: it starts now (do not flash "Queued")
+    starting = state == "queued" and (st.get("queue_position") or 1) <= 1 and st.get("waiting_for") == ""
     text = {
-        "queued": f"position {st.get('queue_position') or '?'} in the queue",
+        "queued": "starting: loading the model" if starting else
+              f"position {st.get('queue_position') or '?'} in the queue"
+              + (f", {st['waiting_for']}" if st.get("waiting_for") else ""),
         "running": f"step {step} of {steps}",
         "paused": f"at step {step} of {steps}",
         "done": f"{step} of {steps} steps",
@@ -79,7 +102,8 @@ def status_html(st: dict[str, Any] | None, n_records: int = 0, mine: bool = True
     pct = 100.0 * step / steps if steps else 0.0
     who = "" if mine else ' <span class="rl-watch">watching</span>'
     name = html.escape(f"{st.get('name') or st.get('recipe', '')} · {st.get('run_id', '')}")
-    return (f'<div class="rl-status"><span class="rl-pill rl-{state}">{STATE_TEXT.get(state, state)}</span>'
+    pill = "Starting" if starting else STATE_TEXT.get(state, state)
+    return (f'<div class="rl-status"><span class="rl-pill rl-{state}">{pill}</span>'
             f'<span class="rl-status-text">{html.escape(str(text))}</span>{who}'
             f'<span class="rl-run-name">{name}</span>'
             f'<div class="rl-progress"><div style="width:{pct:.1f}%"></div></div></div>')
@@ -164,6 +188,7 @@ class Lab:
         self.manager, self.store, self.shared = manager, manager.store, shared
         self.pacer = TickPacer(tick_budget)
         self._labels: dict[str, str] = {}
+        self._numbers: dict[str, int | None] = {}
         self._columns: dict[str, figures.Columns] = {}  # per run, read incrementally tick after tick
         self._charts = SharedBuilds()
         self._samples = SharedBuilds()
@@ -203,9 +228,55 @@ class Lab:
                         r["run_id"]))
         return out
 
+    TABLE_HEADERS = ["overlay", "colour", "run", "differs from its recipe", "state", "steps", "reward", "KL", "id"]
+
+    def run_table(self, owner: str, shown: str | None, overlay: list[str] | None) -> list[list[Any]]:
+        """The runs table (as TensorBoard's and W&B's): one row per run this session may overlay on the run shown,
+        newest first, with its colour, name, what differs from its recipe, state, steps, and its last reward and
+        KL. Runs without a step record are left out (nothing to draw)."""
+        overlay = [r for r in overlay or [] if r != shown]
+        runs = [r for r in self.visible_runs(owner) if r["run_id"] != shown]
+        rows = []
+        for r in runs:
+            try:
+                records = self.store.metrics(r["run_id"])
+            except (ValueError, OSError):
+                continue
+            if records:
+                rows.append((r, records[-1]))
+        order = ([shown] if shown else []) + overlay + [r["run_id"] for r, _ in rows if r["run_id"] not in overlay]
+        colors = figures.assign_colors([(rid, self.number(rid)) for rid in order])
+        out = []
+        for r, last in rows:
+            rid = r["run_id"]
+            cfg = self.config(rid)
+            differs = ", ".join(f"{k.split('.', 1)[1]}={b}" for k, _, b in settings.diff_items(cfg)) if cfg else ""
+            you = " (yours)" if r.get("owner") == owner else ""
+            swatch = f'<span style="color:{colors[rid]};font-size:18px" title="{colors[rid]}">■</span>'
+            kl = last.get("kl/mean")
+            out.append([rid in overlay, swatch, f"{r.get('name') or r.get('recipe')}{you}", differs or "-",
+                        STATE_TEXT.get(r.get("state"), r.get("state")), f"{last.get('step', 0)}/{r.get('steps', '?')}",
+                        round(last.get("reward/mean", float("nan")), 4),
+                        round(kl, 4) if isinstance(kl, (int, float)) else None, rid[-6:]])
+        return out
+
+    def overlay_ids(self, owner: str, rows: list[list[Any]] | None) -> list[str]:
+        """The run ids ticked in the runs table (rows name runs by their last six characters)."""
+        by_tail = {r["run_id"][-6:]: r["run_id"] for r in self.visible_runs(owner)}
+        return [by_tail[row[-1]] for row in rows or [] if row and row[0] is True and row[-1] in by_tail]
+
     def latest_active(self, owner: str) -> str | None:
         mine = [r for r in self.manager.runs() if r.get("owner") == owner and r.get("state") in ACTIVE]
         return mine[-1]["run_id"] if mine else None
+
+    def config(self, run_id: str | None) -> C.Config | None:
+        """The settings a run was started with (None for no run, or one whose config cannot be read)."""
+        if not run_id:
+            return None
+        try:
+            return self.store.config(run_id)
+        except (C.ConfigError, OSError, ValueError):
+            return None
 
     def label(self, run_id: str) -> str:
         if run_id not in self._labels:
@@ -221,6 +292,9 @@ class Lab:
         """Submit a run with the controls' settings. Returns (run id, []) or (None, problems)."""
         try:
             cfg = settings.controls_to_config(values)
+        except C.ConfigError:
+            return None, settings.every_problem(values, self.manager.limits)
+        try:
             return self.manager.submit(cfg, owner, paused=paused), []
         except C.ConfigError as e:
             return None, e.problems
@@ -258,7 +332,7 @@ class Lab:
         st = self.status(run_id)
         if not st or st.get("owner") != owner:
             return "Only your own runs can be published."
-        self.store.update_meta(run_id, published=True)
+        self.manager.publish(run_id)
         return "Published: everyone on this server can now watch and compare this run."
 
     def export(self, run_id: str | None) -> str | None:
@@ -280,8 +354,16 @@ class Lab:
             except (ValueError, OSError):
                 continue
         labels = [v.label for v in views]
-        return [figures.RunView(v.run_id, f"{v.label} #{v.run_id[-4:]}", v.records, v.columns)
-                if labels.count(v.label) > 1 else v for v in views]
+        colors = figures.assign_colors([(v.run_id, self.number(v.run_id)) for v in views])
+        return [figures.RunView(v.run_id, f"{v.label} #{v.run_id[-4:]}" if labels.count(v.label) > 1 else v.label,
+                                v.records, v.columns, colors[v.run_id]) for v in views]
+
+    def number(self, run_id: str) -> int | None:
+        """The run's creation number on this server (its colour), None for runs made before numbers."""
+        if run_id not in self._numbers:
+            st = self.status(run_id) or {}
+            self._numbers[run_id] = st.get("seq")
+        return self._numbers[run_id]
 
     def charts_payload(self, run_id: str | None, compare: list[str] | None, smoothing: float,
                        x: str) -> tuple[list, str]:
@@ -314,13 +396,15 @@ class Lab:
         except (ValueError, OSError):
             return [], []
 
-    def details(self, run_id: str | None) -> dict[str, Any]:
-        """The run's status plus how many step records it has and its latest one (the public status API)."""
+    def details(self, run_id: str | None, owner: str = "") -> dict[str, Any]:
+        """The run's status plus how many step records it has and its latest one (the public status API).
+        `yours` says whether `owner` may control it; the owner id itself is never returned."""
         st = self.status(run_id)
         if not st:
             return {"state": "none", "records": 0}
         rows = self.store.metrics(run_id)
-        return {**st, "records": len(rows), "last": rows[-1] if rows else None}
+        public = {k: v for k, v in st.items() if k != "owner"}
+        return {**public, "yours": self.mine(owner, run_id), "records": len(rows), "last": rows[-1] if rows else None}
 
     def empty_samples(self) -> str:
         return samples.samples_html([])

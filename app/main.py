@@ -5,7 +5,9 @@ UI only reads run records: Start turns the controls into a `Config` (`app.settin
 submits it to the `RunManager`; a `gr.Timer(1.0)` tick, active only while something runs, polls the run
 store and redraws the charts through one custom HTML component (`app.charts`), so zoom and hidden traces
 survive.
-Public API endpoints: start, step, pause (toggles resume), stop, reset, status, export, replay.
+Public API endpoints: start, step, pause (toggles resume), stop, reset, status, watch, publish, export, replay.
+None takes an owner id: a session's owner id is server-side state, derived from a secret the server issued to the
+browser (`app.owners`), and no endpoint returns it.
 Left out: authentication (use `launch(auth=...)` or a private Space).
 """
 
@@ -13,16 +15,16 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from typing import Any
 
 import gradio as gr
 
 from app import charts, figures, samples, settings, userfiles
-from app.lab import Lab, diff_html, formula_markdown, problems_html, status_html
+from app.lab import Lab, diff_html, formula_markdown, next_run_html, problems_html, status_html
 from app.lessons import lessons_panel
 from app.library_export import add_export_panel
-from app.style import CSS, HEADER_CSS, NOTES_CSS, STATUS_CSS, THEME
+from app.owners import Owners
+from app.style import CSS, HEADER_CSS, NOTES_CSS, SHORTCUTS_JS, STATUS_CSS, THEME
 from labcore import config as C
 from labcore.runner import ACTIVE, RunManager, SharedLimits
 
@@ -91,13 +93,15 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
     timer ticks per second the server aims to serve in all; tabs tick more slowly beyond it (`TickPacer`)."""
     gr.set_static_paths([str(charts.PLOTLY_JS)])
     lab = Lab(manager, shared, tick_budget)
+    owners = Owners(manager.store.root)
     presets = C.list_presets()
     first = "grpo" if "grpo" in presets else next(iter(presets), None)
     start_cfg = C.load_preset(first) if first else C.build("grpo")
     start_values = C.flat(start_cfg)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        owner = gr.BrowserState("", storage_key="rlhf-lab-owner")
+        token = gr.BrowserState("", storage_key="rlhf-lab-owner")  # the server-issued secret (app.owners)
+        owner = gr.State(None)         # this session's owner id: server-side, never sent to the browser
         run_state = gr.State(None)     # the run this tab shows (its own or a watched one)
         sig_state = gr.State({})       # what the last tick drew, so unchanged ticks skip
         base_url = gr.State("")
@@ -127,26 +131,32 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                                       info="Open it to restore every setting (query parameters).")
 
             # ------------------------------------------------------------------------------ main area
-            with gr.Column(scale=3, min_width=600):
+            with gr.Column(scale=3, min_width=600, elem_id="rl-main"):
                 with gr.Row(elem_id="rl-transport"):
                     start_btn = gr.Button("▶ Start", variant="primary", size="md", elem_id="rl-start")
                     pause_btn = gr.Button("Pause", size="md", elem_id="rl-pause")
                     step_btn = gr.Button("Step ›", size="md", elem_id="rl-step")
                     stop_btn = gr.Button("■ Stop", variant="stop", size="md", elem_id="rl-stop")
                     reset_btn = gr.Button("↺ Reset", size="md", elem_id="rl-reset")
+                    dark_btn = gr.Button("◐", size="md", elem_id="rl-dark", min_width=44, scale=0)
                 status = _html(status_html(None), STATUS_CSS, elem_id="rl-status", label="run status")
                 live_note = _html("", STATUS_CSS, elem_id="rl-live", label="live changes")
                 problems = _html("", NOTES_CSS, elem_id="rl-problems", label="problems")
                 checks = _html("", NOTES_CSS, elem_id="rl-checks", label="setting checks")
                 diff = _html(diff_html(start_cfg), NOTES_CSS, elem_id="rl-diff", label="recipe differences")
+                compare = gr.State([])     # the runs overlaid on the charts (ticked in the runs table)
+                # the charts right under the status (one screen on a projector); their view settings below them
+                grid = charts.chart_grid(charts.encode(figures.build_figures([])))
                 with gr.Row(equal_height=True):
                     smoothing = gr.Slider(0.0, 0.99, value=0.6, step=0.01, label="Smoothing", scale=2,
                                           info="Debiased EMA, as in TensorBoard; the raw line stays faint.",
                                           elem_id="rl-smoothing")
                     xaxis = gr.Radio([("step", "step"), ("time (s)", "time")], value="step", label="x axis")
-                    compare = gr.Dropdown(choices=[], value=[], multiselect=True, label="Compare runs",
-                                          info="Overlay earlier runs on every chart.", scale=2)
-                grid = charts.chart_grid(charts.encode(figures.build_figures([])))
+                runs_table = gr.Dataframe(headers=Lab.TABLE_HEADERS, value=[], type="array", interactive=True,
+                                          static_columns=list(range(1, len(Lab.TABLE_HEADERS))),
+                                          datatype=["bool", "html", "str", "str", "str", "str", "number", "number",
+                                                    "str"], label="Runs: tick to overlay on the charts",
+                                          max_height=260, elem_id="rl-runs")
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=2):
                         gr.Markdown("### Samples")
@@ -165,7 +175,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                     with gr.Column(scale=1, min_width=320):
                         gr.Markdown("### Objective")
                         formula = gr.Markdown(formula_markdown(start_cfg), latex_delimiters=LATEX,
-                                              elem_id="rl-formula")
+                                              elem_id="rl-formula", label="objective")
                 with gr.Accordion("Runs: watch, export, details", open=False):
                     with gr.Row():
                         watch = gr.Dropdown(choices=[], label="Watch a run", allow_custom_value=True,
@@ -186,11 +196,11 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         ctl_kwargs = {settings.param_name(k): c for k, c in controls.items()}
         view_inputs = [owner, run_state, compare, smoothing, xaxis, quantity, follow, sample_step, sig_state]
         view_outputs = [grid, status, timer, samples_view, samples_table, sample_step, sig_state, pause_btn,
-                        details]
+                        watch, runs_table, details]  # details last: load tests read the tick's last output
         private = {"api_visibility": "private", "show_progress": "hidden"}
 
-        def who(owner_id: str, request: gr.Request | None) -> str:
-            return owner_id or (request.session_hash if request is not None else "") or "anonymous"
+        def who(owner_id: str | None, request: gr.Request | None) -> str:
+            return owner_id or Owners.of_session(request.session_hash if request is not None else None)
 
         def values(kw: dict[str, Any]) -> dict[str, Any]:
             return {k: kw[settings.param_name(k)] for k in settings.KEYS}
@@ -199,10 +209,19 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
             flat = C.flat(cfg)
             return {controls[k]: flat[k] for k in settings.KEYS}
 
-        def lists(owner_id: str, run_id: str | None = None) -> dict:
+        def shown(run_id: str | None) -> dict:
+            """The controls, formula and notes of the run a tab shows: its own settings (editing prepares the next)."""
+            cfg = lab.config(run_id)
+            if cfg is None:
+                return {}
+            return {**fill(cfg), preset: None, preset_note: "The settings of the run shown.",
+                    formula: formula_markdown(cfg, "the run shown"),
+                    diff: diff_html(cfg) + next_run_html(cfg, cfg, run_id)}
+
+        def lists(owner_id: str, run_id: str | None = None, overlay: list[str] | None = None) -> dict:
             choices = lab.run_choices(owner_id)
             return {watch: gr.Dropdown(choices=choices, value=run_id if run_id else None),
-                    compare: gr.Dropdown(choices=[c for c in choices if c[1] != run_id])}
+                    runs_table: lab.run_table(owner_id, run_id, overlay)}
 
         def view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig, force=False,
                  request: gr.Request = None):
@@ -220,8 +239,13 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 new["charts"] = chart_sig
             status_sig = [run_id, st and [st.get(k) for k in ("state", "step", "queue_position", "message")]]
             if force or status_sig != new.get("status"):
-                out[status] = status_html(st, mine=lab.mine(owner_id, run_id) if st else True)
-                out[details] = lab.details(run_id)
+                me = who(owner_id, request)
+                out[status] = status_html(st, mine=lab.mine(me, run_id) if st else True)
+                out[details] = lab.details(run_id, me)
+                table_sig = [run_id, st and st.get("state")]
+                if force or table_sig != new.get("table"):  # a run started or finished: the lists are not stale
+                    out.update(lists(me, run_id, compare_ids))
+                    new["table"] = table_sig
                 paused = bool(st) and st.get("state") == "paused"
                 if force or paused != new.get("paused"):  # updates are plain dicts: building components is slow
                     out[pause_btn] = gr.update(value="▶ Resume" if paused else "Pause")
@@ -244,15 +268,26 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 out[sig_state] = new
             return tuple(out.get(c, gr.skip()) for c in view_outputs)
 
-        def redraw(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig):
-            return view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, {}, force=True)
+        def redraw(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig,
+                   request: gr.Request = None):
+            return view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, {}, force=True,
+                        request=request)
 
-        def on_load(owner_id: str, request: gr.Request):
-            owner_id = owner_id or uuid.uuid4().hex
-            out: dict[Any, Any] = {owner: owner_id}
+        def on_load(secret: str, request: gr.Request):
+            owner_id = owners.owner(secret)
+            if owner_id is None:  # a new browser (or a token this server did not sign): issue one
+                secret = owners.issue()
+                owner_id = owners.owner(secret)
+            out: dict[Any, Any] = {token: secret, owner: owner_id}
             referer = request.headers.get("referer", "") if request is not None else ""
             out[base_url] = referer.split("?")[0].split("#")[0]
             params = dict(request.query_params) if request is not None else {}
+            run_id = lab.latest_active(owner_id)
+            asked = params.get("run")  # ?run=<id>: watch that run (a link to share a run in a workshop)
+            if asked and asked in {r["run_id"] for r in lab.visible_runs(owner_id)}:
+                run_id = asked
+            if run_id:
+                out.update({run_state: run_id, timer: gr.Timer(active=True), sig_state: {}, **shown(run_id)})
             try:
                 cfg = settings.config_from_query(params)
                 if cfg is not None:
@@ -261,24 +296,21 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                     out[preset], out[preset_note] = named, presets.get(named, "Settings from the link.")
             except C.ConfigError as e:
                 out[problems] = problems_html(e.problems, "The link's settings could not be used")
-            run_id = lab.latest_active(owner_id)
-            asked = params.get("run")  # ?run=<id>: watch that run (a link to share a run in a workshop)
-            if asked and asked in {r["run_id"] for r in lab.visible_runs(owner_id)}:
-                run_id = asked
-            if run_id:
-                out.update({run_state: run_id, timer: gr.Timer(active=True), sig_state: {}})
             out.update(lists(owner_id, run_id))
             return out
 
-        def derived(base: str, **kw):
+        def derived(base: str, run_id: str | None, **kw):
             try:
                 cfg = settings.controls_to_config(values(kw))
-            except C.ConfigError as e:
-                return {checks: problems_html(e.problems, "Check these settings")}
+            except C.ConfigError:  # list every problem at once, not just the first kind
+                return {checks: problems_html(settings.every_problem(values(kw), manager.limits),
+                                              "Check these settings")}
             found = settings.problems(cfg, manager.limits)
             url = f"{base or 'http://127.0.0.1:7860/'}?{settings.share_query(cfg)}"
-            return {formula: formula_markdown(cfg), diff: diff_html(cfg), link: url,
-                    checks: problems_html(found, "Check these settings")}
+            on_screen = lab.config(run_id)
+            whose = "" if on_screen is None else "the run shown" if on_screen == cfg else "the next run"
+            return {formula: formula_markdown(cfg, whose), diff: diff_html(cfg) + next_run_html(cfg, on_screen, run_id),
+                    link: url, checks: problems_html(found, "Check these settings")}
 
         def pick_preset(name: str):
             try:
@@ -362,17 +394,30 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                     grid: charts.encode(figures.build_figures([])), samples_view: samples.samples_html([]),
                     samples_table: [], problems: "", live_note: "", details: {}}
 
-        def run_status(run_id: str | None):
-            """The run's status line and details (state, step, records, latest record)."""
-            return status_html(lab.status(run_id)), lab.details(run_id)
+        def run_status(owner_id: str | None, run_id: str | None, request: gr.Request):
+            """The run's status line and details (state, step, records, latest record; `yours`: whether this
+            session may control it). No owner id is ever part of it."""
+            me = who(owner_id, request)
+            return status_html(lab.status(run_id), mine=lab.mine(me, run_id)), lab.details(run_id, me)
 
         def watch_run(owner_id: str, run_id: str | None, request: gr.Request):
-            """Show any run this session may see (in shared mode: its own and published ones)."""
-            visible = {r["run_id"] for r in lab.visible_runs(who(owner_id, request))}
+            """Show any run this session may see (in shared mode: its own and published ones), with its settings."""
+            me = who(owner_id, request)
+            visible = {r["run_id"] for r in lab.visible_runs(me)}
             if not run_id or run_id not in visible:
                 return {status: status_html(None) if run_id else gr.skip()}
-            return {run_state: run_id, sig_state: {}, timer: gr.Timer(active=True),
-                    status: status_html(lab.status(run_id), mine=lab.mine(owner_id, run_id))}
+            return {run_state: run_id, sig_state: {}, timer: gr.Timer(active=True), **shown(run_id),
+                    status: status_html(lab.status(run_id), mine=lab.mine(me, run_id))}
+
+        def publish(owner_id: str | None, run_id: str | None, request: gr.Request):
+            """Let every session of a shared server list and watch this session's run."""
+            return lab.publish(who(owner_id, request), run_id)
+
+        def refresh(owner_id: str | None, run_id: str | None, overlay: list[str] | None, request: gr.Request):
+            return lists(who(owner_id, request), run_id, overlay)
+
+        def pick_overlay(owner_id: str | None, rows: list[list[Any]] | None, request: gr.Request):
+            return lab.overlay_ids(who(owner_id, request), rows)
 
         def pick_step(run_id, qty, at_step):
             rows, _ = lab.samples_at(run_id, int(at_step))
@@ -394,11 +439,14 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
 
         # Layout is done; wire the events.
         # always_last: edits made while a refresh is pending must still be reflected (the default "once" drops them)
-        derived_io = {"fn": derived, "inputs": [base_url], "outputs": [formula, diff, link, checks],
+        derived_io = {"fn": derived, "inputs": [base_url, run_state], "outputs": [formula, diff, link, checks],
                       "inputs_kwargs": ctl_kwargs, "trigger_mode": "always_last", **private}
-        load_outputs = [owner, base_url, problems, preset, preset_note, run_state, timer, sig_state, watch,
-                        compare, *ctl]
-        demo.load(on_load, [owner], load_outputs, **private).then(**derived_io)
+        load_outputs = [token, owner, base_url, problems, preset, preset_note, run_state, timer, sig_state, watch,
+                        runs_table, formula, diff, *ctl]
+        demo.load(on_load, [token], load_outputs, **private).then(**derived_io)
+        # dark mode in the browser only (Gradio's theme follows the `dark` class); the charts follow at the next draw
+        dark_btn.click(None, js="() => { document.body.classList.toggle('dark'); "
+                                "document.querySelector('.gradio-container')?.classList.toggle('dark'); }")
         # Ticks are read-only and cheap: skip the queue (no SSE round trip), as trackio does.
         timer.tick(view, view_inputs, view_outputs, queue=False, api_name="tick", api_visibility="undocumented",
                    show_progress="hidden")
@@ -418,9 +466,11 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         fns_btn.upload(use_reward_file, [fns_btn], [controls["rollout.reward_fns"], problems],
                        **private).then(**derived_io)
         hot = [controls[k] for k in settings.LIVE]
-        gr.on([c.input for c in hot], live, [owner, run_state, *hot], [live_note], **private)
+        # straight to the server (no queue round trip), and the last edit always lands (typing is many inputs)
+        gr.on([c.input for c in hot], live, [owner, run_state, *hot], [live_note], queue=False,
+              trigger_mode="always_last", **private)
 
-        run_outputs = [run_state, problems, checks, live_note, sig_state, timer, status, watch, compare]
+        run_outputs = [run_state, problems, checks, live_note, sig_state, timer, status, watch, runs_table]
         start_btn.click(start, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="start")
         step_btn.click(step, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="step")
         pause_btn.click(control("toggle"), [owner, run_state], [problems, status, timer], api_name="pause")
@@ -429,14 +479,15 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         reset_btn.click(reset, [owner, run_state], [run_state, sig_state, timer, status, grid, samples_view,
                                                     samples_table, problems, live_note, details],
                         api_name="reset")
-        details_btn.click(run_status, [run_state], [status, details], api_name="status", queue=False)
+        details_btn.click(run_status, [owner, run_state], [status, details], api_name="status", queue=False)
 
-        watch.input(watch_run, [owner, watch], [run_state, sig_state, timer, status], api_name="watch",
-                    show_progress="hidden", queue=False)
-        refresh_btn.click(lists, [owner, run_state], [watch, compare], **private)
+        watch.input(watch_run, [owner, watch], [run_state, sig_state, timer, status, preset, preset_note, formula,
+                                                diff, *ctl], api_name="watch", show_progress="hidden", queue=False)
+        refresh_btn.click(refresh, [owner, run_state, compare], [watch, runs_table], **private)
+        runs_table.input(pick_overlay, [owner, runs_table], [compare], **private)
         export_btn.click(export, [run_state], [export_file], api_name="export")
         replay_btn.click(replay_page, [run_state], [export_file], api_name="replay")
-        publish_btn.click(lab.publish, [owner, run_state], [share_note], **private)
+        publish_btn.click(publish, [owner, run_state], [share_note], api_name="publish")
     demo.queue(default_concurrency_limit=8)
     return demo
 
@@ -448,10 +499,23 @@ def launch(runs_dir: str = "runs", host: str = "127.0.0.1", port: int = 7860, sh
     manager = manager or RunManager(runs_dir, limits=SharedLimits() if shared else None, isolation="process")
     manager.warm_up("tiny")  # load the built-in model while the page opens: the first Start steps at once
     demo = build_demo(manager, shared=shared, tick_budget=tick_budget)
-    return demo.launch(server_name=host, server_port=port, share=share, **launch_options(manager), **kwargs)
+    kwargs.setdefault("quiet", True)  # Gradio's own hint says "set share=True in launch()"; ours names the flag
+    out = demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
+                      **launch_options(manager), **kwargs)
+    print(launch_hint(demo.local_url, demo.share_url), flush=True)
+    demo.block_thread()
+    return out
+
+
+def launch_hint(local_url: str | None, share_url: str | None) -> str:
+    """What to open, and how to get a public link (the command-line flag, not Gradio's launch() argument)."""
+    lines = [f"rlhf-lab: open {local_url}"]
+    lines.append(f"public link (expires in a week): {share_url}" if share_url else
+                 "For a temporary public link, restart with `rlhf-lab --share` (or put the lab on a Space).")
+    return "\n".join(lines)
 
 
 def launch_options(manager: RunManager) -> dict[str, Any]:
     """What `demo.launch` needs besides the address: theme, CSS, and the runs folder for exports."""
-    return {"theme": THEME, "css": CSS, "allowed_paths": [str(manager.store.root.resolve())],
+    return {"theme": THEME, "css": CSS, "js": SHORTCUTS_JS, "allowed_paths": [str(manager.store.root.resolve())],
             "footer_links": ["api", "gradio"]}

@@ -107,6 +107,26 @@ def controls_to_config(values: Mapping[str, Any]) -> C.Config:
     return C.build(recipe, values)
 
 
+def every_problem(values: Mapping[str, Any], limits: Any = None) -> list[str]:
+    """Every problem of the controls at once: empty and mistyped values, then the range and consistency checks
+    of the rest (`controls_to_config` stops at the first kind), plus a shared server's caps."""
+    values = {k: v for k, v in values.items()}
+    recipe = values.pop("algorithm.recipe", None) or "grpo"
+    empty = [k for k, v in values.items() if v is None or (v == "" and kind(k) is not str)]
+    found = [f"{k} is empty; enter a value ({help_text(k)})" for k in empty]
+    rest = {k: v for k, v in values.items() if k not in empty}
+    try:
+        cfg = C.build(recipe, rest)
+    except C.ConfigError as e:
+        found += e.problems
+        named = [k for k in rest if any(p.startswith((f"{k} ", f"{k}:")) for p in e.problems)]
+        try:
+            cfg = C.build(recipe, {k: v for k, v in rest.items() if k not in named})
+        except C.ConfigError:
+            return found
+    return found + [p for p in problems(cfg, limits) if p not in found]
+
+
 def config_to_controls(cfg: C.Config) -> dict[str, Any]:
     return C.flat(cfg)
 

@@ -13,6 +13,14 @@ THEME = gr.themes.Soft(
 )
 CSS = """
 .gradio-container { max-width: 1680px !important; }
+.rl-next { margin-top: 2px; }
+/* one screen on a projector: the transport bar, the status and two rows of charts fit in 1280x720 */
+#rl-main { gap: 8px !important; }
+/* a phone: the transport bar and the charts first, the settings after them, in the page's own scroll */
+@media (max-width: 700px) {
+  #rl-main { order: -1; }
+  #rl-side { position: static; max-height: none; overflow: visible; border-right: none; padding-right: 0; }
+}
 #rl-formula .katex-display { overflow-x: auto; overflow-y: hidden; padding-bottom: 2px; }
 #rl-side { border-right: 1px solid var(--border-color-primary); padding-right: 10px;
   position: sticky; top: 8px; align-self: flex-start; max-height: calc(100vh - 16px);
@@ -26,12 +34,33 @@ CSS = """
 #rl-live:has(.prose:empty), #rl-problems:has(.prose:empty), #rl-checks:has(.prose:empty) { display: none; }
 .rl-cite { color: var(--body-text-color-subdued); font-size: 12px; }
 """
+# Keyboard shortcuts, as a video player's: space starts, pauses or resumes; s steps; d toggles dark mode.
+# Keys typed into a field are the field's. Run once by `launch(js=...)`.
+SHORTCUTS_JS = """
+() => {
+  const busy = ['Running', 'Paused', 'Queued', 'Starting'];
+  document.addEventListener('keydown', (e) => {
+    const t = e.target;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT|BUTTON)$/.test(t.tagName))) return;
+    const click = (id) => { const b = document.getElementById(id); if (b) { e.preventDefault(); b.click(); } };
+    if (e.key === ' ') {
+      const pill = document.querySelector('#rl-status .rl-pill');
+      click(pill && busy.includes(pill.textContent.trim()) ? 'rl-pause' : 'rl-start');
+    } else if (e.key === 's') click('rl-step');
+    else if (e.key === 'd') click('rl-dark');
+  });
+}
+"""
 HEADER_CSS = """
-.rl-header { display: flex; gap: 14px; align-items: center; padding: 6px 2px 2px; }
-.rl-logo { width: 44px; height: 44px; border-radius: 12px; display: grid; place-items: center;
-  font-size: 26px; color: white; background: linear-gradient(135deg, #2563eb, #ea580c); }
-.rl-header h1 { font-size: 24px; margin: 0; }
-.rl-header p { margin: 2px 0 0; color: var(--body-text-color-subdued); }
+.rl-header { display: flex; gap: 12px; align-items: center; padding: 0 2px; }
+.rl-logo { flex: 0 0 34px; width: 34px; height: 34px; border-radius: 10px; display: grid; place-items: center;
+  font-size: 20px; color: white; background: linear-gradient(135deg, #2563eb, #ea580c); }
+.rl-header > div:last-child { min-width: 0; }
+.rl-header h1 { font-size: 20px; margin: 0; line-height: 1.2; }
+.rl-header p { margin: 0; color: var(--body-text-color-subdued); font-size: 13px; white-space: nowrap;
+  overflow: hidden; text-overflow: ellipsis; }
+@media (max-height: 820px) { .rl-header p { display: none; } }
 """
 STATUS_CSS = """
 .rl-status { display: flex; flex-wrap: wrap; align-items: center; gap: 8px; font-size: 14px; padding: 2px 0; }

@@ -15,6 +15,7 @@ Left out: several processes sharing one runs folder, GPU scheduling across sever
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 import traceback
@@ -79,15 +80,21 @@ class Job:
     stop: bool = False
     step_budget: int = 0                      # steps allowed while paused (Step button)
     live: dict[str, float] = field(default_factory=dict)
+    live_time: float = 0.0                    # when the last live change arrived (time.time())
     cond: threading.Condition = field(default_factory=threading.Condition)
     started: float | None = None
+    created: float = 0.0
+    published: bool = False
+    seq: int = 0                              # creation order on this server (the UI's colour)
 
 
 class RunManager:
     def __init__(self, store: RunStore | str = "runs", workers: int = 1, limits: SharedLimits | None = None,
-                 threads: int | None = None, isolation: str = "thread"):
+                 threads: int | None = None, isolation: str = "thread", pause_timeout: float = 60.0):
         """`isolation`: "thread" trains in this process (simple; for scripts and tests), "process" in warm
-        worker processes, so a busy web server cannot starve training of Python's interpreter lock."""
+        worker processes, so a busy web server cannot starve training of Python's interpreter lock.
+        `pause_timeout`: seconds a paused run may hold the device (since its last step) while another run
+        waits in the queue; then it is stopped, its adapter saved, and the queue moves on."""
         if isolation not in ("thread", "process"):
             raise ValueError(f"isolation = {isolation!r}; use 'thread' or 'process'")
         self.isolation, self._threads = isolation, threads
@@ -100,6 +107,11 @@ class RunManager:
         self._queue: collections.deque[str] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        if not pause_timeout > 0:
+            raise ValueError(f"pause_timeout = {pause_timeout!r}; give the seconds a paused run may block a queue (> 0)")
+        self.pause_timeout = pause_timeout
+        self._paused_since: dict[str, tuple[float, int]] = {}  # run -> (paused without a step since, at step)
+        threading.Thread(target=self._guard, name="rlhf-lab-pause-guard", daemon=True).start()
         self._workers = [threading.Thread(target=self._work, args=(i,), name=f"rlhf-lab-worker-{i}", daemon=True)
                          for i in range(max(1, workers))]
         for t in self._workers:
@@ -158,7 +170,8 @@ class RunManager:
             if self._closed:
                 raise RuntimeError("the run manager is shut down")
             run_id = self.store.create(cfg, owner)
-            self._jobs[run_id] = Job(run_id, cfg, owner, paused=paused)
+            meta = self.store.meta(run_id)
+            self._jobs[run_id] = Job(run_id, cfg, owner, paused=paused, created=meta["created"], seq=meta["seq"])
             self._queue.append(run_id)
             self._cond.notify_all()
         if self.limits:
@@ -172,15 +185,20 @@ class RunManager:
         return job
 
     def _signal(self, run_id: str, **changes: Any) -> None:
+        """Apply controls where the run's loop is: here (thread mode, or not handed over yet) or in its worker
+        process. `add_steps` is relative (a Step press), so it is never mirrored here once the run is away."""
         job = self._job(run_id)
-        child = self._running_in.get(run_id)
-        if child is not None:  # process mode: the worker process owns the run's loop and its meta.json
-            with job.cond:
-                for k, v in changes.items():
+        with job.cond:  # _run_in_child hands the run over under this lock: no control falls between
+            child = self._running_in.get(run_id)
+            if child is None:
+                apply_control(job, changes, self.store)
+                return
+            for k, v in changes.items():  # process mode: the worker process owns the loop and meta.json
+                if k == "live":
+                    job.live.update(v)
+                elif k != "add_steps":
                     setattr(job, k, v)
             child.send(("control", run_id, changes))
-            return
-        apply_control(job, changes, self.store)
 
     def pause(self, run_id: str) -> None:
         self._signal(run_id, paused=True)
@@ -189,9 +207,9 @@ class RunManager:
         self._signal(run_id, paused=False)
 
     def step_once(self, run_id: str) -> None:
-        """Pause (if running) and allow exactly one more step."""
-        job = self._job(run_id)
-        self._signal(run_id, paused=True, step_budget=job.step_budget + 1)
+        """Pause (if running) and allow exactly one more step. The budget is counted where the loop runs (a
+        copy here would never learn which steps the worker used, and each press would add one more)."""
+        self._signal(run_id, paused=True, add_steps=1)
 
     def stop(self, run_id: str) -> None:
         """Stop at the next step boundary (a queued run is cancelled at once)."""
@@ -212,12 +230,7 @@ class RunManager:
         bad += [f"kl_coef = {v!r} must be >= 0" for k, v in changes.items() if k == "kl_coef" and not (v >= 0)]
         if bad:
             raise ConfigError(bad)
-        job = self._job(run_id)
-        with job.cond:
-            job.live.update(changes)
-        child = self._running_in.get(run_id)
-        if child is not None:
-            child.send(("control", run_id, {"live": dict(job.live)}))
+        self._signal(run_id, live=changes, live_time=time.time())
 
     def shutdown(self, timeout: float = 10.0) -> None:
         with self._cond:
@@ -246,7 +259,59 @@ class RunManager:
         return {"run_id": run_id, "owner": job.owner, "state": job.state, "step": job.step,
                 "steps": job.cfg.run.steps, "message": job.message, "queue_position": pos,
                 "recipe": job.cfg.algorithm.recipe, "task": job.cfg.rollout.task,
-                "name": job.cfg.run.name or job.cfg.algorithm.recipe}
+                "name": job.cfg.run.name or job.cfg.algorithm.recipe, "created": job.created,
+                "published": job.published, "seq": job.seq,
+                "waiting_for": self.waiting_for() if job.state == "queued" else ""}
+
+    def publish(self, run_id: str) -> None:
+        """Let every session of a shared server list and watch this run (live state and meta.json agree)."""
+        job = self._jobs.get(run_id)
+        if job is not None:
+            job.published = True
+        self.store.update_meta(run_id, published=True)
+
+    def waiting_for(self) -> str:
+        """What a queued run waits for: the runs holding the device ('' when none does: it starts now)."""
+        now, parts = time.monotonic(), []
+        for j in list(self._jobs.values()):
+            name = f"run {j.run_id[-6:]} ({j.cfg.run.name or j.cfg.algorithm.recipe})"
+            if j.state == "running":
+                parts.append(f"{name} is running, step {j.step} of {j.cfg.run.steps}")
+            elif j.state == "paused":
+                since = self._paused_since.get(j.run_id, (now, j.step))[0]
+                left = max(0, math.ceil(self.pause_timeout - (now - since)))
+                parts.append(f"{name} is paused at step {j.step}; unless it steps or resumes, it is stopped in "
+                             f"{left} s to free the device")
+        return "waiting for the device: " + "; ".join(parts) if parts else ""
+
+    def _guard(self) -> None:
+        """A paused run must not hold the device against a queue: stop it `pause_timeout` seconds after it
+        paused (or last stepped) if another run is waiting. Alone, a paused run waits as long as it likes."""
+        while True:
+            with self._cond:
+                self._cond.wait(0.25)
+                if self._closed:
+                    return
+                waiting = bool(self._queue)
+            self.check_paused(waiting, time.monotonic())
+
+    def check_paused(self, waiting: bool, now: float) -> list[str]:
+        """One look of the guard; returns the runs it stopped."""
+        stopped = []
+        for job in list(self._jobs.values()):
+            if job.state != "paused" or not waiting or job.stop:
+                self._paused_since.pop(job.run_id, None)
+                continue
+            since, at = self._paused_since.get(job.run_id, (now, job.step))
+            since = since if at == job.step else now  # a Step press counts as use
+            self._paused_since[job.run_id] = (since, job.step)
+            if now - since >= self.pause_timeout:
+                self._paused_since.pop(job.run_id, None)
+                note = (f" (paused for {self.pause_timeout:g} s while another run waited: stopped to free the "
+                        "device; its records and adapter are kept)")
+                self._signal(job.run_id, stop=True, message=note)
+                stopped.append(job.run_id)
+        return stopped
 
     def runs(self) -> list[dict[str, Any]]:
         """Every run on disk (oldest first), with live state for runs this process owns."""
@@ -284,15 +349,18 @@ class RunManager:
     def _run_in_child(self, child: _Child, job: Job) -> _Child:
         """Hand the run to the worker process and mirror its progress; a dead process fails the run and is
         replaced. Returns the (possibly new) child."""
-        self._running_in[job.run_id] = child
         try:
-            child.send(("run", job.run_id, job.cfg, job.paused, job.step_budget, dict(job.live)))
+            with job.cond:  # controls sent from here on go to the process, after the run itself
+                child.send(("run", job.run_id, job.cfg, job.paused, job.step_budget, dict(job.live)))
+                self._running_in[job.run_id] = child
             while True:
                 kind, run_id, state, step, message = child.recv()
                 with job.cond:
                     job.state, job.step, job.message = state, step, message
                     job.cond.notify_all()
                 if kind == "finished":
+                    if job.published:  # the process rewrote meta.json meanwhile: keep the flag
+                        self.store.update_meta(job.run_id, published=True)
                     return child
         except (EOFError, OSError, BrokenPipeError):
             code = child.exitcode()
@@ -326,6 +394,8 @@ def apply_control(job: Job, changes: dict[str, Any], store: RunStore) -> None:
         for k, v in changes.items():
             if k == "live":
                 job.live.update(v)
+            elif k == "add_steps":
+                job.step_budget += v
             else:
                 setattr(job, k, v)
         if job.state in ("running", "paused"):
@@ -360,9 +430,16 @@ def execute(job: Job, store: RunStore, notify=None) -> None:
                     break
                 if job.paused:
                     job.step_budget -= 1
-                for k, v in job.live.items():
+                changed = {k: v for k, v in job.live.items() if getattr(trainer.live, k) != v}
+                for k, v in changed.items():
                     setattr(trainer.live, k, v)
+                requested = job.live_time
+            applied = time.time()
             result = trainer.train_step()
+            if changed:  # the step a live change took effect, marked on the charts; the delay is a measured figure
+                result.metrics["live"] = changed
+                if requested:
+                    result.metrics["live/delay_s"] = round(max(0.0, applied - requested), 4)
             store.append(job.run_id, result.metrics, result.samples)
             with job.cond:
                 job.step = trainer.step_count

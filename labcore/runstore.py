@@ -2,7 +2,7 @@
 
 Layout of `runs/<run-id>/`:
     config.toml     the full Config
-    meta.json       owner, state, step, message, recipe, created, published (rewritten atomically)
+    meta.json       owner, state, step, message, recipe, created, published, seq (rewritten atomically)
     metrics.jsonl   one record per step, appended and flushed every step
     samples.jsonl   one line per step: {"step": s, "samples": [...]}
     adapter/        the LoRA adapter, saved at the end, on stop and on failure (last good weights)
@@ -57,6 +57,7 @@ class RunStore:
 
     def create(self, cfg: Config, owner: str, **meta: Any) -> str:
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        seq = 1 + max((m.get("seq", 0) for m in self.list_runs()), default=0)  # creation order: a run's colour
         run_id = f"{stamp}-{cfg.algorithm.recipe}-{uuid.uuid4().hex[:6]}"
         d = self.path(run_id)
         d.mkdir(parents=True)
@@ -66,7 +67,7 @@ class RunStore:
         self.write_meta(run_id, {"run_id": run_id, "owner": owner, "state": "queued", "step": 0,
                                  "steps": cfg.run.steps, "recipe": cfg.algorithm.recipe, "task": cfg.rollout.task,
                                  "name": cfg.run.name or cfg.algorithm.recipe, "message": "",
-                                 "created": time.time(), "published": False, **meta})
+                                 "created": time.time(), "published": False, "seq": seq, **meta})
         return run_id
 
     def write_meta(self, run_id: str, meta: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ def lab(tmp_path_factory):
 
 
 def small(model: str, **over) -> dict:
-    return {"owner_id": "api-test", "model_policy": model, "rollout_prompts_per_step": 2,
+    return {"model_policy": model, "rollout_prompts_per_step": 2,
             "rollout_samples_per_prompt": 2, "rollout_max_new_tokens": 4, "run_steps": 4,
             "run_log_samples": 4, **over}
 
@@ -56,7 +56,7 @@ def test_start_poll_and_stop_a_run(lab):
     assert details["state"] == "running", details
     assert details["last"]["step"] >= 2 and "reward/mean" in details["last"]
 
-    client.predict(owner_id="api-test", api_name="/stop")
+    client.predict(api_name="/stop")
     details = poll(client, lambda d: d["state"] not in ("running", "queued", "paused"), timeout=60)
     assert details["state"] == "stopped" and details["records"] < 200
     assert manager.store.samples(details["run_id"]), "samples were logged"
@@ -65,7 +65,7 @@ def test_start_poll_and_stop_a_run(lab):
     with zipfile.ZipFile(exported["value"]) as z:
         assert {"config.toml", "metrics.csv", "samples.jsonl"} <= set(z.namelist())
 
-    out = outputs(client, "/reset", client.predict(owner_id="api-test", api_name="/reset"))
+    out = outputs(client, "/reset", client.predict(api_name="/reset"))
     assert "Ready" in out["run status"]
     assert client.predict(api_name="/status")[1]["state"] == "none"
 
@@ -79,7 +79,7 @@ def test_step_without_a_run_starts_paused_and_steps_once(lab):
     time.sleep(1.0)  # paused: no second step comes
     _, details = client.predict(api_name="/status")
     assert details["records"] == 1
-    client.predict(owner_id="api-test", api_name="/pause")  # the Pause/Resume button resumes a paused run
+    client.predict(api_name="/pause")  # the Pause/Resume button resumes a paused run
     details = poll(client, lambda d: d["state"] in ("done", "failed"))
     assert details["state"] == "done" and details["records"] == 4
 

@@ -107,6 +107,9 @@ def test_preset_start_charts_zoom_smoothing_stop(served, page):
     while manager.store.metrics(run_id)[-1]["lr"] != 0.002 and time.monotonic() < end:
         time.sleep(0.2)
     assert manager.store.metrics(run_id)[-1]["lr"] == 0.002
+    # ... and the charts mark the step it took effect at
+    page.wait_for_function("() => (document.querySelector('#rl-chart-reward').layout.annotations || [])"
+                           ".some(a => a.text === 'lr 0.002')", timeout=30_000)
     page.evaluate(f"() => Plotly.relayout({REWARD_DIV}, {{'xaxis.autorange': true}})")
 
     # Smoothing 0: the faint raw line goes away and the drawn line is the raw data.

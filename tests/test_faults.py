@@ -9,6 +9,7 @@ import torch
 from gradio_client import Client
 from ui_fixtures import running_lab
 
+from app.owners import Owners
 from labcore.config import build
 from labcore.runner import RunManager, explain_failure
 
@@ -22,18 +23,18 @@ def lab(tmp_path_factory):
         yield lab
 
 
-def owned(manager, owner):
-    return [r for r in manager.runs() if r["owner"] == owner]
+def owned(manager, client):
+    return [r for r in manager.runs() if r["owner"] == Owners.of_session(client.session_hash)]
 
 
 def test_start_pressed_twice_starts_one_run(lab):
     manager, url, model = lab
     c = Client(url, verbose=False)
-    c.predict(owner_id="twice", model_policy=model, run_steps=500, **SMALL, api_name="/start")
-    second = c.predict(owner_id="twice", model_policy=model, run_steps=500, **SMALL, api_name="/start")
+    c.predict(model_policy=model, run_steps=500, **SMALL, api_name="/start")
+    second = c.predict(model_policy=model, run_steps=500, **SMALL, api_name="/start")
     assert any("already" in str(x) and "press Stop first" in str(x) for x in second)
-    assert len(owned(manager, "twice")) == 1
-    c.predict(owner_id="twice", api_name="/stop")
+    assert len(owned(manager, c)) == 1
+    c.predict(api_name="/stop")
     _, d = c.predict(api_name="/status")
     assert manager.wait(d["run_id"], 60)["state"] == "stopped"
 
@@ -41,10 +42,10 @@ def test_start_pressed_twice_starts_one_run(lab):
 def test_reset_during_a_run_stops_it_and_clears_the_view(lab):
     manager, url, model = lab
     c = Client(url, verbose=False)
-    c.predict(owner_id="resetter", model_policy=model, run_steps=500, **SMALL, api_name="/start")
+    c.predict(model_policy=model, run_steps=500, **SMALL, api_name="/start")
     _, d = c.predict(api_name="/status")
     run_id = d["run_id"]
-    c.predict(owner_id="resetter", api_name="/reset")
+    c.predict(api_name="/reset")
     assert manager.wait(run_id, 60)["state"] == "stopped"
     assert c.predict(api_name="/status")[1]["state"] == "none"
     assert manager.store.metrics(run_id) is not None, "the stopped run's records are kept on disk"
@@ -53,13 +54,13 @@ def test_reset_during_a_run_stops_it_and_clears_the_view(lab):
 def test_closed_browser_leaves_the_run_going(lab):
     manager, url, model = lab
     c = Client(url, verbose=False)
-    c.predict(owner_id="leaver", model_policy=model, run_steps=4, **SMALL, api_name="/start")
+    c.predict(model_policy=model, run_steps=4, **SMALL, api_name="/start")
     _, d = c.predict(api_name="/status")
     c.close()
     assert manager.wait(d["run_id"], 120)["state"] == "done"
     assert len(manager.store.metrics(d["run_id"])) == 4
     other = Client(url, verbose=False)  # anyone can open it again
-    other.predict(owner_id="", run_id=d["run_id"], api_name="/watch")
+    other.predict(run_id=d["run_id"], api_name="/watch")
     assert other.predict(api_name="/status")[1]["records"] == 4
 
 

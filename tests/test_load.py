@@ -14,6 +14,7 @@ import pytest
 from gradio_client import Client
 from ui_fixtures import Watchers, running_lab, step_durations
 
+from app.owners import Owners
 from labcore.config import build
 from labcore.runner import RunManager
 
@@ -28,8 +29,8 @@ def server(tmp_path_factory):
         yield lab
 
 
-def start(client: Client, owner: str, model: str, **over) -> str:
-    client.predict(owner_id=owner, model_policy=model, **{**SMALL, **over}, api_name="/start")
+def start(client: Client, model: str, **over) -> str:
+    client.predict(model_policy=model, **{**SMALL, **over}, api_name="/start")
     _, details = client.predict(api_name="/status")
     return details["run_id"]
 
@@ -56,12 +57,12 @@ def interleaved_throughput(manager: RunManager, model: str, during, windows: int
 @pytest.mark.slow
 def test_ten_runners_and_thirty_watchers(server):
     manager, url, model = server
-    owners = [f"attendee-{i}" for i in range(10)]
-    clients = [Client(url, verbose=False) for _ in owners]
+    clients = [Client(url, verbose=False) for _ in range(10)]
+    owners = [Owners.of_session(c.session_hash) for c in clients]
     run_ids: list[str | None] = [None] * 10
 
     def go(i):
-        run_ids[i] = start(clients[i], owners[i], model, run_seed=i)
+        run_ids[i] = start(clients[i], model, run_seed=i)
 
     threads = [threading.Thread(target=go, args=(i,)) for i in range(10)]
     for t in threads:
@@ -92,7 +93,7 @@ def test_ten_runners_and_thirty_watchers(server):
     # each session sees only its own runs as its own: its status call answers for its own run
     for i, c in enumerate(clients):
         _, d = c.predict(api_name="/status")
-        assert d["run_id"] == run_ids[i] and d["owner"] == owners[i]
+        assert d["run_id"] == run_ids[i] and d["yours"] and "owner" not in d
 
     polls: dict = {"seen": [], "errors": []}
 

@@ -47,7 +47,7 @@ def watch(i):
     try:  # open the run, then ask the tab's status which run it shows: re-open if the first did not take
         for attempt in range(20):
             post(conn, "watch", ["", run_id], session)
-            details = post(conn, "status", [None], session)[0][-1]
+            details = post(conn, "status", [None, None], session)[0][-1]
             if isinstance(details, dict) and details.get("run_id") == run_id:
                 break
             time.sleep(0.1)
@@ -133,13 +133,14 @@ def step_durations(manager, run_id: str, steps: int) -> list[float]:
 
 
 @contextlib.contextmanager
-def running_lab(runs_dir, shared: bool = False, tick_budget: float = 12.0):
+def running_lab(runs_dir, shared: bool = False, tick_budget: float = 12.0, pause_timeout: float = 60.0):
     """A real lab server on a free loopback port: yields (manager, url, model name); closes everything after."""
     from app.main import build_demo
     from labcore.runner import RunManager, SharedLimits
 
     model = require_model()
-    manager = RunManager(runs_dir, limits=SharedLimits() if shared else None, isolation="process")
+    manager = RunManager(runs_dir, limits=SharedLimits() if shared else None, isolation="process",
+                         pause_timeout=pause_timeout)
     demo = build_demo(manager, shared=shared, tick_budget=tick_budget)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_port=free_port())
     try:
