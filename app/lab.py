@@ -23,7 +23,7 @@ from typing import Any
 
 from app import charts, figures, samples, settings
 from labcore import config as C
-from labcore.algorithms import RECIPES, describe_parts
+from labcore.algorithms import RECIPES, advice, describe_parts
 from labcore.runner import ACTIVE, RunManager
 
 PART_TITLES = {"kl": "KL penalty", "advantage": "Advantage", "whiten": "Whitening",
@@ -40,6 +40,15 @@ def problems_html(problems: list[str], title: str = "These settings cannot start
         return ""
     items = "".join(f"<li>{html.escape(p)}</li>" for p in problems)
     return f'<div class="rl-problems" role="alert"><b>{html.escape(title)}</b><ul>{items}</ul></div>'
+
+
+def advice_html(cfg: C.Config) -> str:
+    """Settings that run but may not do what a learner expects (labcore.algorithms.advice): notes, not problems."""
+    notes = advice(cfg)
+    if not notes:
+        return ""
+    items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f'<div class="rl-advice"><b>Worth knowing</b><ul>{items}</ul></div>'
 
 
 def formula_markdown(cfg: C.Config, whose: str = "") -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 
 from app import charts, figures, samples, settings, userfiles
-from app.lab import Lab, diff_html, formula_markdown, next_run_html, problems_html, status_html
+from app.lab import Lab, advice_html, diff_html, formula_markdown, next_run_html, problems_html, status_html
 from app.lessons import lessons_panel
 from app.library_export import add_export_panel
 from app.owners import Owners
@@ -108,7 +108,6 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         timer = gr.Timer(1.0, active=False)
 
         _html(HEADER, HEADER_CSS, elem_id="rl-header")
-        lessons_panel()  # the Lessons mode: its own layout and events (app/lessons.py)
         with gr.Row(equal_height=False):
             # ------------------------------------------------------------------------------ controls
             with gr.Column(scale=1, min_width=330, elem_id="rl-side"):
@@ -310,7 +309,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
             on_screen = lab.config(run_id)
             whose = "" if on_screen is None else "the run shown" if on_screen == cfg else "the next run"
             return {formula: formula_markdown(cfg, whose), diff: diff_html(cfg) + next_run_html(cfg, on_screen, run_id),
-                    link: url, checks: problems_html(found, "Check these settings")}
+                    link: url, checks: problems_html(found, "Check these settings") + advice_html(cfg)}
 
         def pick_preset(name: str):
             try:
@@ -434,8 +433,12 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         def replay_page(run_id: str | None):  # one self-contained HTML file of the run (app/replay.py)
             from app.replay import replay_file
 
-            path = replay_file(manager.store, run_id)
+            path = replay_file(manager.store, run_id) if run_id else None
             return gr.File(value=path, visible=bool(path))
+
+        # The Lessons mode (app/lessons.py: its own layout and events) under the lab, so the transport bar and the
+        # charts keep the first screen (a projector's 1280x720).
+        lessons_panel()
 
         # Layout is done; wire the events.
         # always_last: edits made while a refresh is pending must still be reflected (the default "once" drops them)

@@ -81,6 +81,9 @@ NOTES_CSS = """
 .rl-problems { border: 1px solid #fca5a5; background: #fef2f2; color: #7f1d1d; border-radius: 8px;
   padding: 8px 12px; font-size: 13px; }
 .rl-problems ul { margin: 4px 0 0 18px; padding: 0; }
+.rl-advice { border: 1px solid #bfdbfe; background: #eff6ff; color: #1e3a8a; border-radius: 8px;
+  padding: 6px 12px; font-size: 12.5px; margin-top: 4px; }
+.rl-advice ul { margin: 2px 0 0 18px; padding: 0; }
 .rl-diff { font-size: 12.5px; color: var(--body-text-color-subdued); display: flex; flex-wrap: wrap; gap: 4px;
   align-items: center; }
 .rl-chip { background: #fff7ed; border: 1px solid #fed7aa; color: #9a3412; border-radius: 10px;

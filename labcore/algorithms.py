@@ -172,19 +172,14 @@ def describe(recipe_or_cfg: str | Config) -> str:
 
 
 def advice(cfg: Config) -> list[str]:
-    """Settings that run but may not do what a learner expects, one sentence each (shown under the buttons)."""
+    """Settings that run but do not do what they seem to, one sentence each (shown under the buttons). Which KL
+    direction each estimator's gradient follows is in the Objective panel (describe_parts) for every setting."""
     a, k = cfg.algorithm, cfg.kl
     out = []
     if k.placement == "loss" and k.coef > 0 and k.estimator == "k1":
         out.append("k1 in the loss has zero expected gradient (E[grad log pi] = 0): its value is charged but it does not "
                    "pull the policy towards the reference. Use k2 or k3_is for the gradient of KL(pi || ref).")
-    if k.placement == "loss" and k.coef > 0 and k.estimator == "k3":
-        out.append("k3 in the loss follows the gradient of KL(ref || pi), not of the KL(pi || ref) it estimates "
-                   "(Tang & Munos 2025); k2 or k3_is follow KL(pi || ref).")
     if a.is_correction != "none" and cfg.rollout.top_p >= 1:
         out.append("The importance correction only has a mismatch to correct when the sampler differs from the learner: "
                    "set rollout.top_p below 1 to see it work.")
-    if a.update == "gradient" and a.epochs * a.minibatches == 1 and losses.POLICY_LOSSES[a.policy_loss].clips:
-        out.append("With one pass over each batch the ratio is exactly 1 and nothing is clipped: set epochs or "
-                   "minibatches to 2 to see the clip act.")
     return out

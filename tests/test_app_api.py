@@ -136,3 +136,13 @@ def test_tabs_tick_more_slowly_when_a_crowd_watches(tmp_path):
     intervals = [t[3] for t in result["seen"]]
     assert intervals[0] == 1.0 and max(intervals) == 3.0  # 6 tabs / 2 per second, in half-second steps
     assert len(intervals) <= 6 * 4, "each tab ticked about every 3 s after the first second, not every second"
+
+
+def test_the_checks_say_what_a_kl_estimator_in_the_loss_does():
+    """Under the buttons: k1 in the loss charges a value but has no expected gradient (issue: KL told truthfully)."""
+    from app.lab import advice_html
+    from labcore.config import build
+
+    assert "zero expected gradient" in advice_html(build("grpo", {"kl.estimator": "k1"}))
+    assert advice_html(build("grpo")) == ""  # the default's k3 direction is told in the Objective panel
+    assert advice_html(build("rloo")) == ""  # k1 in the reward is the textbook use; nothing to say

@@ -142,28 +142,46 @@ def test_link_restores_settings_and_bad_settings_show_problems(served, page):
 
 
 def test_the_timer_follows_the_server_pace(tmp_path, page):
-    """With a budget of 0.5 ticks a second, one tab is told to tick every 2 s, and the browser's timer does."""
+    """With a budget of 0.5 ticks a second, one tab is told to tick every 2 s, and the browser's timer does.
+
+    What is asserted does not depend on the machine's speed: the tick's answer carries the new interval (2.0), and
+    over 10 s the browser sends no more ticks than a 2 s timer can (a 1 s timer would send about 10; a busy machine
+    only ever sends fewer)."""
     with running_lab(tmp_path, tick_budget=0.5) as (manager, url, _):
         page.goto(url)
         page.wait_for_function("() => document.querySelectorAll('.rl-chart .main-svg').length >= 9",
                                timeout=30_000)
         set_number(page, "run.steps", 5000)
+        tick = page.evaluate("() => window.gradio_config.dependencies.find(d => d.api_name === 'tick').id")
+        ticks, paces = [], []
+
+        def is_tick(request) -> bool:
+            return request.url.endswith("/gradio_api/run/predict") and \
+                f'"fn_index":{tick},' in (request.post_data or "").replace(" ", "")
+
+        def on_request(request):
+            if is_tick(request):
+                ticks.append(time.monotonic())
+
+        def on_response(response):
+            if is_tick(response.request):
+                try:
+                    data = response.json().get("data", [])
+                except Exception:  # noqa: BLE001 - a streamed or empty answer carries no pace
+                    return
+                paces.extend(d["value"] for d in data if isinstance(d, dict) and d.get("__type__") == "update"
+                             and isinstance(d.get("value"), (int, float)) and not isinstance(d.get("value"), bool))
+
+        page.on("response", on_response)
         page.locator("#rl-start").click()
         page.wait_for_function("() => /Running/.test(document.querySelector('#rl-status').innerText)",
                                timeout=60_000)
         page.wait_for_timeout(3000)  # the first tick carries the new pace
-        tick = page.evaluate("() => window.gradio_config.dependencies.find(d => d.api_name === 'tick').id")
-        ticks: list[float] = []
-
-        def on_request(request):  # the timer's tick: a predict call with the tick event's fn_index
-            if request.url.endswith("/gradio_api/run/predict") and \
-                    f'"fn_index":{tick},' in (request.post_data or "").replace(" ", ""):
-                ticks.append(time.monotonic())
-
         page.on("request", on_request)
         page.wait_for_timeout(10_000)  # (Playwright delivers events while it waits)
         page.remove_listener("request", on_request)
+        page.remove_listener("response", on_response)
         page.locator("#rl-stop").click()
         manager.wait(manager.runs()[-1]["run_id"], 60)
-    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
-    assert 3 <= len(ticks) <= 7 and min(gaps) > 1.4, gaps  # every ~2 s, not every second
+    assert 2.0 in paces, paces
+    assert 1 <= len(ticks) <= 7, ticks

@@ -55,7 +55,7 @@ def test_the_app_api_trains_on_your_dataset_and_reward_file(chat_llama, tmp_path
     data, module = write_task_files(tmp_path / "task")
     with running_lab(tmp_path / "runs") as (manager, url, _):
         client = Client(url, verbose=False)
-        client.predict(owner_id="own-task", model_policy=str(chat_llama), rollout_dataset=str(data),
+        client.predict(model_policy=str(chat_llama), rollout_dataset=str(data),
                        rollout_reward_fns=f"{module}:brevity", rollout_prompts_per_step=2,
                        rollout_samples_per_prompt=2, rollout_max_new_tokens=8, run_steps=3,
                        run_grad_variance=False, api_name="/start")

@@ -15,7 +15,7 @@ def t(x, dtype=torch.float32):
 
 
 MASK = t([[1, 1, 1, 0], [1, 1, 0, 0]])  # lengths 3 and 2
-KL_T = t([[0.1, 0.2, 0.3, 9.0], [0.5, -0.1, 7.0, 7.0]]) * MASK
+KL_T = t([[0.1, 0.2, 0.3, 9.0], [0.5, -0.1, 7.0, 7.0]])  # the padding holds junk: it must never count
 R = t([1.0, 0.0])
 
 
@@ -121,6 +121,7 @@ def test_normalising_a_second_batch_with_the_first_ones_statistics():
                                         **common)
     greedy, same = parts.shape_rewards(t([2.0]), torch.ones(1, dtype=torch.bool), t([1.0]), norm=norm, **common)
     assert same == norm and norm.mean == 1.0
+    assert sampled.tolist() == pytest.approx([-1.2247, 0.0, 0.0, 1.2247], abs=1e-4)  # (r - 1) / sqrt(2/3)
     assert greedy.item() == pytest.approx(sampled[3].item())
     assert greedy.item() != 0.0
 

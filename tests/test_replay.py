@@ -98,7 +98,7 @@ def test_the_labs_replay_button_writes_the_page(run_dir):
     with running_lab(run_dir.parent) as (_, url, _):
         client = Client(url, verbose=False)
         assert client.predict(api_name="/replay")["visible"] is False  # no run in this tab yet
-        client.predict("", run_dir.name, api_name="/watch")
+        client.predict(run_dir.name, api_name="/watch")
         page = Path(client.predict(api_name="/replay")["value"]).read_text()
     assert f"<code>{run_dir.name}</code>" in page and "plotly.js v" in page
 

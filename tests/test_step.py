@@ -241,3 +241,46 @@ def test_batches_concatenate_with_their_padding():
     assert c.prompt_ids.tolist() == [[5, 6], [0, 9]] and c.prompt_mask.tolist() == [[1, 1], [0, 1]]
     assert c.completion_ids.tolist() == [[7, 0, 0], [3, 0, 0]] and c.mask.tolist() == [[1, 0, 0], [1, 0, 0]]
     assert c.eos.tolist() == [True, False]
+
+
+def test_the_kl_chart_and_penalty_use_the_policy_against_the_reference():
+    """Each logged token's KL is k3 of (log pi, log pi_ref) in that order (swapped, k3 changes value)."""
+    from labcore import kl
+
+    trainer = Trainer(build("grpo", {**SMALL, "run.log_samples": 8}))
+    trainer.train_step()  # move the adapter off the reference
+    for s in trainer.train_step().samples:
+        want = kl.estimate(torch.tensor(s["logp"]), torch.tensor(s["ref_logp"]), "k3")
+        assert torch.allclose(torch.tensor(s["kl"]), want, atol=2e-4), s
+
+
+def test_kl_in_the_loss_is_a_penalty():
+    """adv 0, log pi = 0, log pi_ref = -0.5: the loss is +beta * k3 = 0.04 * (e^-0.5 - 1 + 0.5) > 0."""
+    trainer = Trainer(build("grpo", SMALL))
+    old = _old(2, 3)
+    old.ref_logp = torch.full((2, 3), -0.5)
+    loss, info = trainer.policy_objective({"logp": torch.zeros(2, 3)}, old, torch.zeros(2, 3), torch.ones(2, 3), None)
+    k3 = float(torch.exp(torch.tensor(-0.5)) - 1 + 0.5)
+    assert info["loss/kl"] == pytest.approx(k3, rel=1e-5) and loss.item() == pytest.approx(0.04 * k3, rel=1e-5)
+
+
+def test_remax_shapes_the_greedy_reward_with_the_sampled_batchs_statistics():
+    from labcore.parts import RewardNorm
+
+    trainer = Trainer(build("remax", {**SMALL, "rollout.reward_normalize": True}))
+    greedy = trainer.greedy_rewards(trainer.prompts(4), RewardNorm(mean=10.0, std=1.0))
+    assert (greedy < -8.0).all()  # raw rewards <= 1.2, minus the given mean 10, over std 1
+
+
+def test_unscorable_completions_get_no_advantage():
+    """A reward function that cannot score the first completion of every group of 4: those get advantage 0 (RLOO:
+    their filled-in reward minus the others' mean would not be 0)."""
+    def partial(prompts, completions, **kw):
+        return [None if i % 4 == 0 else float(i % 4) for i, c in enumerate(completions)]
+
+    trainer = Trainer(build("rloo", {**SMALL, "rollout.prompts_per_step": 2, "rollout.samples_per_prompt": 4,
+                                     "run.log_samples": 8}))
+    trainer.task = dataclasses.replace(trainer.task, reward_funcs=(partial,), reward_weights=(1.0,))
+    samples = trainer.train_step().samples
+    assert [s["advantage"] for s in samples[::4]] == [0.0, 0.0]
+    assert any(s["advantage"] != 0.0 for s in samples)
