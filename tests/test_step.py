@@ -244,14 +244,14 @@ def test_batches_concatenate_with_their_padding():
 
 
 def test_the_kl_chart_and_penalty_use_the_policy_against_the_reference():
-    """Each logged token's KL is k3 of (log pi, log pi_ref) in that order (swapped, k3 changes value)."""
-    from labcore import kl
-
-    trainer = Trainer(build("grpo", {**SMALL, "run.log_samples": 8}))
+    """Each logged token's KL is k1 = log pi - log pi_ref, in that order (swapped, its sign flips)."""
+    trainer = Trainer(build("grpo", {**SMALL, "run.log_samples": 8, "kl.estimator": "k1"}))
     trainer.train_step()  # move the adapter off the reference
-    for s in trainer.train_step().samples:
-        want = kl.estimate(torch.tensor(s["logp"]), torch.tensor(s["ref_logp"]), "k3")
+    samples = trainer.train_step().samples
+    for s in samples:
+        want = torch.tensor(s["logp"]) - torch.tensor(s["ref_logp"])
         assert torch.allclose(torch.tensor(s["kl"]), want, atol=2e-4), s
+    assert any(abs(v) > 1e-3 for s in samples for v in s["kl"])
 
 
 def test_kl_in_the_loss_is_a_penalty():
@@ -281,6 +281,7 @@ def test_unscorable_completions_get_no_advantage():
     trainer = Trainer(build("rloo", {**SMALL, "rollout.prompts_per_step": 2, "rollout.samples_per_prompt": 4,
                                      "run.log_samples": 8}))
     trainer.task = dataclasses.replace(trainer.task, reward_funcs=(partial,), reward_weights=(1.0,))
+    trainer.train_step()  # the second step has a KL in each reward, so a filled-in reward would differ
     samples = trainer.train_step().samples
     assert [s["advantage"] for s in samples[::4]] == [0.0, 0.0]
     assert any(s["advantage"] != 0.0 for s in samples)
