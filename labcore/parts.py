@@ -14,6 +14,7 @@ Left out: distributed reductions (one process sees the whole batch).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -91,7 +92,8 @@ token, with the KL penalty where the placement puts it. The sequence reward is t
 class BaselineInputs:
     """What the baselines other than the closed-form group ones read. All optional; shapes (P, K)."""
     ema: float | None = None                 # moving average of past batches' shaped sequence rewards
-    greedy: torch.Tensor | None = None       # (P,) the greedy completion's shaped reward (ReMax)
+    greedy: Any = None                       # (P,) the greedy completion's shaped reward (ReMax), or a function
+                                             # returning it (the greedy rollout runs only when a baseline asks)
     values: torch.Tensor | None = None       # (P, K) V(prompt) from the critic
 
 
@@ -131,13 +133,19 @@ def baseline_moving_average(r, valid, inputs):
 
 def baseline_greedy(r, valid, inputs):
     """The reward of the greedy completion of the same prompt (ReMax, Li et al. 2023)."""
-    return inputs.greedy.to(r.dtype).view(-1, 1).expand_as(r)
+    greedy = inputs.greedy() if callable(inputs.greedy) else inputs.greedy
+    return greedy.to(r.dtype).view(-1, 1).expand_as(r)
 
 
 def baseline_value(r, valid, inputs):
     """A learned value V(prompt) on the policy's hidden states (actor-critic, PPO)."""
     return inputs.values.to(r.dtype)
 
+
+for _fn in (baseline_none, baseline_batch_mean, baseline_group_mean, baseline_leave_one_out, baseline_moving_average,
+            baseline_greedy):
+    _fn.needs_critic = False
+baseline_value.needs_critic = True  # the trainer builds a critic for a baseline that declares it
 
 BASELINES = {"none": baseline_none, "batch_mean": baseline_batch_mean, "group_mean": baseline_group_mean,
              "leave_one_out": baseline_leave_one_out, "moving_average": baseline_moving_average,

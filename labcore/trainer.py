@@ -135,7 +135,7 @@ class Trainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [{"params": self.params, "lr": cfg.optim.lr}]
         self.critic = None
-        if a.baseline == "value":
+        if parts.BASELINES[a.baseline].needs_critic:
             self.critic = Critic(self.model.config.hidden_size).to(self.device)
             groups.append({"params": list(self.critic.parameters()), "lr": a.value_lr})
         # The fused kernel (one call for all tensors) is AdamW's maths; on the tiny model it halves the step's
@@ -364,11 +364,11 @@ class Trainer:
             r, v = seq_r.view(P, K), valid.view(P, K)                                      # (P, K)
             inputs = parts.BaselineInputs(
                 ema=self.ema_reward,
-                greedy=self.greedy_rewards(rows, norm) if a.baseline == "greedy" else None,
+                greedy=lambda: self.greedy_rewards(rows, norm),  # run only by the baseline that reads it
                 values=old.values[:, 0].view(P, K) if old.values is not None else None)
             b = parts.BASELINES[a.baseline](r, v, inputs)                                 # (P, K)
             std = parts.SCALES[a.scale](r, v)                                             # (P, K)
-            if a.baseline == "value":
+            if parts.BASELINES[a.baseline].needs_critic:
                 # Bandit view: the completion is one action, so one-step TD is r + gamma*V(terminal) - V(s_0)
                 # = r - V(prompt). The critic learns the return r at every token (gamma = 1, reward at the end).
                 returns = seq_r[:, None] * mask                                            # (B, T)

@@ -83,6 +83,18 @@ def test_other_baselines_read_their_inputs():
     assert torch.allclose(parts.BASELINES["moving_average"](RP, ALL, parts.BaselineInputs()), torch.full((2, 4), 22 / 8))
 
 
+def test_the_greedy_rollout_runs_only_for_the_baseline_that_reads_it():
+    """The trainer passes the greedy rewards as a function: ReMax calls it, every other baseline leaves it alone;
+    a baseline declares whether it needs a critic (the trainer names none)."""
+    calls = []
+    inp = parts.BaselineInputs(greedy=lambda: calls.append(1) or t([1.0, 6.0]))
+    for name in ("none", "batch_mean", "group_mean", "leave_one_out", "moving_average"):
+        parts.BASELINES[name](RP, ALL, inp)
+    assert calls == []
+    assert torch.equal(parts.BASELINES["greedy"](RP, ALL, inp), t([[1.0] * 4, [6.0] * 4])) and calls == [1]
+    assert [n for n, fn in parts.BASELINES.items() if fn.needs_critic] == ["value"]
+
+
 def test_scales_and_sequence_advantages():
     g = parts.SCALES["group_std"](RP, ALL)
     assert torch.allclose(g[1], torch.full((4,), t([2.0, 4, 6, 8]).std()))
