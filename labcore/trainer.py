@@ -313,32 +313,39 @@ class Trainer:
                 rollout_graph_fits(self.model.config, self.policy.dtype, rows, prompt_len,
                                    self.cfg.rollout.max_new_tokens))
 
+    def logprobs(self, batch: Batch, *, grad: bool, reference: bool = False, with_entropy: bool = False,
+                 with_hidden: bool = False) -> dict[str, torch.Tensor]:
+        """The log-probs of `batch` (what `token_logprobs` returns), reusing a kept graph where it is valid.
+
+        The one place the step's exact speed shortcuts live: with `grad`, the sampling loop's own forward is
+        returned when it kept its graph (one pass, so its policy is the one being trained); the reference
+        (`reference=True`, no gradient) is then replayed call for call like that loop, so both round alike and a
+        fresh adapter's KL is exactly 0. Otherwise one forward pass, each distinct prompt once."""
+        if reference:
+            with torch.no_grad(), self.policy.reference():
+                return (replay_logprobs if batch.logprobs is not None else token_logprobs)(
+                    self.lm, batch, self.live.temperature)
+        if grad and batch.logprobs is not None:
+            return batch.logprobs
+        with torch.set_grad_enabled(grad):
+            return token_logprobs(self.lm, batch, self.live.temperature, with_entropy=with_entropy,
+                                  with_hidden=with_hidden)
+
     def evaluate(self, batch: Batch) -> Old:
         """Old and reference log-probs, entropy and values. With one pass of one minibatch the old policy IS the
         current one, so the training forward (kept with its graph in `old.fresh`) supplies them: one forward
-        saved per step, as TRL does when num_iterations = 1; two when the rollout kept its graph.
-
-        The reference is computed the same way as the old log-probs (replayed like the sampling loop when that
-        loop supplied them), so a fresh adapter gives a KL of exactly 0 and no update until a reward asks."""
-        a = self.cfg.algorithm
+        saved per step, as TRL does when num_iterations = 1; two when the rollout kept its graph."""
+        a, single = self.cfg.algorithm, self.single_pass()
         need_all, need_hidden = a.update == "trpo", self.critic is not None
-        if batch.logprobs is not None:
-            out = batch.logprobs
-        elif self.single_pass():
+        if single:
             self.mode(train=True)
-            out = token_logprobs(self.lm, batch, self.live.temperature, with_entropy=True, with_hidden=need_hidden)
-        else:
-            with torch.no_grad():
-                out = token_logprobs(self.lm, batch, self.live.temperature, with_entropy=True,
-                                     with_hidden=need_hidden)
-        reference_pass = replay_logprobs if batch.logprobs is not None else token_logprobs
-        with torch.no_grad(), self.policy.reference():
-            ref = reference_pass(self.lm, batch, self.live.temperature)
+        out = self.logprobs(batch, grad=single, with_entropy=True, with_hidden=need_hidden)
+        ref = self.logprobs(batch, grad=False, reference=True)
         with torch.no_grad():
             values = self.critic(out["hidden"].detach()) * batch.mask if need_hidden else None
         old = Old(out["logp"].detach(), ref["logp"], out["entropy"].detach(),
                   out["logp_all"].detach() if need_all else None, values)
-        old.fresh = out if self.single_pass() else None
+        old.fresh = out if single else None
         return old
 
     def greedy_rewards(self, rows: list[dict], norm: parts.RewardNorm | None) -> torch.Tensor:
@@ -439,8 +446,8 @@ class Trainer:
                 if not mask.any():
                     skipped += 1
                     continue
-                out = old.fresh or token_logprobs(self.lm, mb, self.live.temperature,
-                                                  with_entropy=a.entropy_coef > 0, with_hidden=self.critic is not None)
+                out = old.fresh or self.logprobs(mb, grad=True, with_entropy=a.entropy_coef > 0,
+                                                 with_hidden=self.critic is not None)
                 loss, info = self.policy_objective(out, old, adv, mask, weights, idx)
                 if self.critic is not None:
                     v = self.critic_step(out["hidden"], old, returns, mask, idx)
@@ -468,9 +475,9 @@ class Trainer:
         if not mask.any():
             return {"logp": old.logp, "update/skipped_frac": 1.0}
 
-        def forward(with_hidden=False):
-            return token_logprobs(self.lm, batch, self.live.temperature, with_entropy=a.entropy_coef > 0,
-                                  with_hidden=with_hidden)
+        def forward(with_hidden=False):  # with a gradient, except inside the line search's no_grad
+            return self.logprobs(batch, grad=torch.is_grad_enabled(), with_entropy=a.entropy_coef > 0,
+                                 with_hidden=with_hidden)
 
         def mean_kl(out):  # KL(pi_old || pi_theta) per valid token, exact over the vocabulary
             kl_tok = (old.logp_all.exp() * (old.logp_all - out["logp_all"])).sum(-1)
@@ -543,7 +550,7 @@ class Trainer:
         grads = []
         for chunk in torch.arange(P).chunk(G):
             idx = (chunk[:, None] * K + torch.arange(K)).reshape(-1).to(self.device)
-            out = token_logprobs(self.lm, batch.select(idx, k=K), self.live.temperature)
+            out = self.logprobs(batch.select(idx, k=K), grad=True)
             loss, _ = losses.policy_loss(out["logp"], old.logp[idx], adv[idx], loss_mask[idx], kind=a.policy_loss,
                                          clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip or None,
                                          agg=a.aggregation, max_len=self.cfg.rollout.max_new_tokens,
