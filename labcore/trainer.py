@@ -39,6 +39,7 @@ from labcore.rollout import (
     sampling_generator,
     token_logprobs,
 )
+from labcore.runstore import sample_records
 
 
 class TrainingError(RuntimeError):
@@ -626,24 +627,19 @@ class Trainer:
         return m
 
     def samples(self, rows, batch, old, kl_t, scores, adv, new_logp, K) -> list[dict[str, Any]]:
-        """The first run.log_samples completions with their per-token figures, for the UI's sample view."""
+        """The first run.log_samples completions with their per-token figures, for the UI's sample view
+        (formatted by `runstore.sample_records`)."""
         n = min(self.cfg.run.log_samples, batch.mask.size(0))
-        texts = self.completions(batch.completion_ids[:n])
         lengths = batch.lengths[:n].long().tolist()
         ratio = (new_logp[:n] - old.logp[:n]).exp() if new_logp is not None else torch.ones_like(old.logp[:n])
-        per_token = {name: t[:n].tolist() for name, t in (("adv", adv), ("logp", old.logp), ("ref_logp", old.ref_logp),
-                                                          ("ratio", ratio), ("kl", kl_t))}  # one copy, not per value
-        ids, eos, reward = batch.completion_ids[:n].tolist(), batch.eos[:n].tolist(), scores[:n].tolist()
-        out = []
-        for i, L in enumerate(lengths):
-            figures = {name: [round(v, 4) for v in table[i][:L]] for name, table in per_token.items()}
-            out.append({
-                "step": self.step_count, "prompt": rewards.as_text(rows[i // K]["prompt"]), "completion": texts[i],
-                "tokens": self.tok.convert_ids_to_tokens(ids[i][:L]), "reward": round(reward[i], 4),
-                "advantage": round(sum(per_token["adv"][i][:L]) / L, 4) if L else 0.0, "eos": bool(eos[i]),
-                **figures,
-            })
-        return out
+        per_token = {name: [row[:L] for row, L in zip(t[:n].tolist(), lengths)]  # one copy, not per value
+                     for name, t in (("adv", adv), ("logp", old.logp), ("ref_logp", old.ref_logp), ("ratio", ratio),
+                                     ("kl", kl_t))}
+        ids = batch.completion_ids[:n].tolist()
+        return sample_records(self.step_count, [rewards.as_text(rows[i // K]["prompt"]) for i in range(n)],
+                              self.completions(batch.completion_ids[:n]),
+                              [self.tok.convert_ids_to_tokens(ids[i][:L]) for i, L in enumerate(lengths)],
+                              scores[:n].tolist(), batch.eos[:n].tolist(), per_token)
 
 
 def _mean_dicts(ds: list[dict[str, float]]) -> dict[str, float]:

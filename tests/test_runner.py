@@ -175,3 +175,13 @@ def test_shared_limits_refuse_with_reasons(tmp_path):
         m.wait(other, 120)
     finally:
         m.shutdown()
+
+
+def test_sample_records_hand_values():
+    """One row per completion: its per-token figures rounded to 4 digits, the advantage as their mean."""
+    from labcore.runstore import sample_records
+
+    rows = sample_records(3, ["1 + 1 ="], ["2"], [["2", "</s>"]], [1.23456], [True],
+                          {"adv": [[0.5, 1.0]], "logp": [[-0.123456, -1.0]]})
+    assert rows == [{"step": 3, "prompt": "1 + 1 =", "completion": "2", "tokens": ["2", "</s>"], "reward": 1.2346,
+                     "advantage": 0.75, "eos": True, "adv": [0.5, 1.0], "logp": [-0.1235, -1.0]}]
