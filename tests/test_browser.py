@@ -6,22 +6,12 @@ updates (the reason the charts are a custom component), and that nothing reaches
 error. Screenshots of the running lab go to screenshots/ (gitignored).
 """
 
-import os
 import time
-from pathlib import Path
 
 import pytest
-from ui_fixtures import free_port, require_model, running_lab
+from ui_fixtures import ARGS, BROWSER_MARKS, CHROMIUM, SHOTS, free_port, require_model, running_lab
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
-SHOTS = Path(__file__).resolve().parent.parent / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium is not installed at {CHROMIUM}"),
-]
+pytestmark = BROWSER_MARKS
 
 REWARD_DIV = "document.querySelector('#rl-chart-reward')"
 REWARD_POINTS = """() => {

@@ -2,22 +2,11 @@
 REINFORCE, 2 arms x 10 steps), see the question with Run disabled, lock a prediction, run it, and read the verdict
 in numbers against the prediction, with the explanation, the source and the chart's explanation beside it."""
 
-import os
-from pathlib import Path
 
 import pytest
-from ui_fixtures import free_port, require_model
+from ui_fixtures import ARGS, BROWSER_MARKS, CHROMIUM, SHOTS, free_port, require_model
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
-
-SHOTS = Path(__file__).resolve().parent.parent / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium is not installed at {CHROMIUM}"),
-]
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")

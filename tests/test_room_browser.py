@@ -4,23 +4,13 @@ Headless Chromium (the system's, as in test_browser.py) against a served lab wit
 and a long one that the page opens with `?run=`. Screenshots go to screenshots/ (gitignored).
 """
 
-import os
-from pathlib import Path
 
 import pytest
-from ui_fixtures import free_port, require_model
+from ui_fixtures import ARGS, BROWSER_MARKS, CHROMIUM, SHOTS, free_port, require_model
 
 from labcore import config as C
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
-SHOTS = Path(__file__).resolve().parent.parent / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium is not installed at {CHROMIUM}"),
-]
+pytestmark = BROWSER_MARKS
 
 IN_VIEW = """(sel) => [...document.querySelectorAll(sel)].filter(e => { const r = e.getBoundingClientRect();
   return r.height > 0 && r.top >= 0 && r.bottom <= innerHeight && r.left >= 0 && r.right <= innerWidth; }).length"""

@@ -3,6 +3,7 @@
 import contextlib
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -148,3 +149,15 @@ def running_lab(runs_dir, shared: bool = False, tick_budget: float = 12.0, pause
     finally:
         demo.close()
         manager.shutdown()
+
+
+# Debian's Chromium driven by Playwright (its own browser download does not work offline), with the flags that
+# keep it off the network; every browser test module takes these.
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync"]
+SHOTS = Path(__file__).resolve().parent.parent / "screenshots"
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium is not installed at {CHROMIUM}"),
+]
