@@ -81,7 +81,6 @@ def test_rebuild_a_shrunken_world(tmp_path):
     stats = build_tiny_world(tmp_path, seed=1, scale=0.05, progress=False, threads=1)
     assert torch.get_num_threads() == threads  # restored
     print(f"shrunken build: {stats['build_seconds']} s")
-    assert "build_seconds" in stats  # recorded; how long it takes is a benchmark's business
     assert set(stats["start_reward"]) == {"arithmetic", "sentiment", "length"}
     assert (tmp_path / "README.md").is_file() and (tmp_path / "stats.json").is_file()
     tok = AutoTokenizer.from_pretrained(tmp_path / "policy")

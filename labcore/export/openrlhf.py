@@ -16,7 +16,7 @@ from typing import Any
 from labcore.config import Config
 from labcore.export import fidelity, world
 from labcore.export.fidelity import APPROX, BLOCKED, EXACT, Row
-from labcore.export.report import Report, begin, finish
+from labcore.export.report import Report, begin, finish, judged
 
 
 def estimator(cfg: Config) -> tuple[str | None, list[str], str, str]:
@@ -267,13 +267,7 @@ def export(cfg: Config, label: str, out: Path) -> Report:
     from labcore.algorithms import RECIPES
 
     argv, mapped = plan(cfg, "model", [])
-    if not any(r.status == BLOCKED for r in mapped.values()):
-        try:
-            funcs, weights = world.reward_spec(cfg)
-        except world.ExportError as e:
-            mapped["rollout.task"] = Row("rollout.task", cfg.rollout.task, "", BLOCKED, str(e))
-    rows = fidelity.base_rows(cfg, mapped)
-    report = Report("openrlhf", label, cfg.algorithm.recipe, fidelity.verdict(rows), rows)
+    report, funcs, weights = judged("openrlhf", cfg, label, mapped)
     if not report.ok:
         return report
     data, data_source = world.prompt_rows(cfg)
@@ -302,7 +296,7 @@ def export(cfg: Config, label: str, out: Path) -> Report:
         i = j
     (out / "run.sh").write_text(RUN_SH.format(title=RECIPES[cfg.algorithm.recipe].title, recipe=cfg.algorithm.recipe,
                                               verdict=report.verdict, args="\n".join(lines),
-                                              notes=fidelity.comment_lines(rows)))
+                                              notes=fidelity.comment_lines(report.rows)))
     (out / "run.sh").chmod(0o755)
     report.files = ["run.sh", "reward_func.py", "lab_rewards.py", "data/train.jsonl"] + \
         (["model/"] if model == "model" else [])

@@ -48,3 +48,19 @@ def finish(report: Report, out: Path, intro: str) -> Report:
     (out / "FIDELITY.md").write_text(fidelity.markdown(report.rows, title, intro))
     report.out_dir, report.files = out, sorted(["FIDELITY.md", *report.files])
     return report
+
+
+def judged(target: str, cfg, label: str, mapped: dict) -> tuple[Report, list[str], list[float]]:
+    """The report of a planned export (every setting's row, then the verdict), and the task's reward functions
+    and weights to write. A task whose rewards cannot travel blocks the export on its `rollout.task` row."""
+    from labcore.export import world
+    from labcore.export.fidelity import BLOCKED, Row
+
+    funcs, weights = [], []
+    if not any(r.status == BLOCKED for r in mapped.values()):
+        try:
+            funcs, weights = world.reward_spec(cfg)
+        except world.ExportError as e:
+            mapped["rollout.task"] = Row("rollout.task", cfg.rollout.task, "", BLOCKED, str(e))
+    rows = fidelity.base_rows(cfg, mapped)
+    return Report(target, label, cfg.algorithm.recipe, fidelity.verdict(rows), rows), funcs, weights

@@ -19,7 +19,7 @@ from typing import Any
 from labcore.config import Config
 from labcore.export import fidelity, world
 from labcore.export.fidelity import APPROX, BLOCKED, EXACT, Row
-from labcore.export.report import Report, begin, finish
+from labcore.export.report import Report, begin, finish, judged
 
 KL_TYPES = {"k1": "kl", "k2": "mse", "k3": "low_var_kl"}
 AGG = {"token_mean": "token-mean", "seq_mean_token_mean": "seq-mean-token-mean",
@@ -279,13 +279,7 @@ def export(cfg: Config, label: str, out: Path) -> Report:
 
     model_for_rows = "model" if cfg.model.policy.strip() in world.BUILTIN else cfg.model.policy
     keys, mapped = plan(cfg, model_for_rows, [])
-    if not any(r.status == BLOCKED for r in mapped.values()):
-        try:
-            funcs, weights = world.reward_spec(cfg)
-        except world.ExportError as e:
-            mapped["rollout.task"] = Row("rollout.task", cfg.rollout.task, "", BLOCKED, str(e))
-    rows = fidelity.base_rows(cfg, mapped)
-    report = Report("verl", label, cfg.algorithm.recipe, fidelity.verdict(rows), rows)
+    report, funcs, weights = judged("verl", cfg, label, mapped)
     if not report.ok:
         return report
     try:
@@ -319,7 +313,7 @@ def export(cfg: Config, label: str, out: Path) -> Report:
         lines.append(f"  {key}={quoted} \\")
     (out / "run.sh").write_text(RUN_SH.format(title=RECIPES[cfg.algorithm.recipe].title, recipe=cfg.algorithm.recipe,
                                               verdict=report.verdict, overrides="\n".join(lines),
-                                              notes=fidelity.comment_lines(rows)))
+                                              notes=fidelity.comment_lines(report.rows)))
     (out / "run.sh").chmod(0o755)
     (out / "overrides.json").write_text(json.dumps(keys, indent=1) + "\n")
     report.files = ["run.sh", "overrides.json", "reward.py", "lab_rewards.py", "data/train.parquet"] + \
