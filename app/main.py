@@ -475,8 +475,12 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
 
         run_outputs = [run_state, problems, checks, live_note, sig_state, timer, status, watch, runs_table]
         start_btn.click(start, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="start")
-        step_btn.click(step, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="step")
-        pause_btn.click(control("toggle"), [owner, run_state], [problems, status, timer], api_name="pause")
+        # a press is never dropped while the previous one is in flight (Gradio's default for a click is "once"):
+        # two presses of space resume then pause, five presses of Step are five steps
+        step_btn.click(step, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="step",
+                       trigger_mode="multiple")
+        pause_btn.click(control("toggle"), [owner, run_state], [problems, status, timer], api_name="pause",
+                        trigger_mode="multiple")
         stop_btn.click(control("stop"), [owner, run_state], [problems, status, timer, live_note],
                        api_name="stop")
         reset_btn.click(reset, [owner, run_state], [run_state, sig_state, timer, status, grid, samples_view,

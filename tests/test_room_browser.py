@@ -94,6 +94,7 @@ def test_keys_step_and_toggle_pause(served, browser):
                            timeout=90_000)
     page.keyboard.press(" ")
     page.wait_for_function("() => /Running/.test(document.querySelector('#rl-status').innerText)")
+    page.wait_for_function("() => document.querySelector('#rl-pause').innerText.trim() === 'Pause'")
     page.keyboard.press(" ")
     page.wait_for_function("() => /Paused/.test(document.querySelector('#rl-status').innerText)")
     run_id = manager.runs()[-1]["run_id"]
