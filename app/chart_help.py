@@ -5,6 +5,8 @@ construction, so a flat line is explained where it is drawn rather than mistaken
 
 from __future__ import annotations
 
+from typing import Any
+
 CHART_HELP: dict[str, dict[str, str]] = {
     "reward": {
         "measures": "The mean task reward of the step's P*K completions (one line per reward function when there "
@@ -31,7 +33,7 @@ CHART_HELP: dict[str, dict[str, str]] = {
                    "are too large for the trust region.",
         "try": "algorithm.epochs = 2 makes it appear; clip_high = 0.28 (DAPO clip-higher) lets more up-moves through.",
         "constant": "Exactly 0 with one pass over the batch (epochs = 1, minibatches = 1): rho = 1, nothing to clip. "
-                    "Set algorithm.epochs to 2.",
+                    "Set algorithm.epochs to 4 (or minibatches to 4) and it shows within a few steps.",
     },
     "entropy": {
         "measures": "Mean per-token entropy of the policy on its samples, H_t = -sum_v pi(v) log pi(v), in nats.",
@@ -99,3 +101,38 @@ METRIC_CHART = {
     "eos/rate": "length", "grad/variance": "gradvar", "grad/norm": "gradvar", "ratio/mean": "ratio",
     "ratio/max": "ratio", "ratio/batch_mean": "gradvar", "ratio/group_mean": "gradvar", "ratio/leave_one_out": "gradvar",
 }
+
+
+def one_pass(cfg: Any) -> bool:
+    """Whether every token is trained on exactly once by the policy that sampled it: the ratio is then 1."""
+    a = cfg.algorithm
+    return a.update == "trpo" or (a.epochs == 1 and a.minibatches == 1)
+
+
+def constant_notes(cfg: Any) -> dict[str, str]:
+    """chart id -> why that chart is flat under `cfg` (a `labcore.config.Config`), shown on the chart itself.
+
+    Each note is a fact of the step's construction, and `tests/test_chart_help.py` trains the configs that get a
+    note and checks the chart really is constant there (and moves once the note's advice is followed)."""
+    from labcore.losses import POLICY_LOSSES  # the loss declares whether it clips
+
+    notes: dict[str, str] = {}
+    clips = getattr(POLICY_LOSSES.get(cfg.algorithm.policy_loss), "clips", True)
+    if one_pass(cfg):
+        notes["ratio"] = CHART_HELP["ratio"]["constant"]
+        notes["clip"] = CHART_HELP["clip"]["constant"] if clips else ""
+        notes["kl"] = "approx KL = 0 with one pass (the policy trained is the one that sampled); KL to ref moves."
+    if not clips:
+        notes["clip"] = (f"Nothing to draw: the {cfg.algorithm.policy_loss} loss has no clip "
+                         "(algorithm.policy_loss = clip with epochs = 2 shows one).")
+    if not cfg.run.grad_variance:
+        notes["gradvar"] = "Variance not measured: run.grad_variance is off (it costs an extra backward pass)."
+    return {k: v for k, v in notes.items() if v}
+
+
+def notes_html(notes: dict[str, str]) -> str:
+    """The notes as the data attribute `app.chart_explain`'s script reads (one hidden element, escaped)."""
+    import html
+    import json
+
+    return f'<div data-notes="{html.escape(json.dumps(notes, sort_keys=True), quote=True)}"></div>'

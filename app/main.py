@@ -19,7 +19,8 @@ from typing import Any
 
 import gradio as gr
 
-from app import charts, figures, samples, settings, userfiles
+from app import chart_explain, charts, figures, samples, settings, userfiles
+from app.chart_help import constant_notes, notes_html
 from app.lab import Lab, advice_html, diff_html, formula_markdown, next_run_html, problems_html, status_html
 from app.lessons import lessons_panel
 from app.library_export import add_export_panel
@@ -45,7 +46,7 @@ def _step(value: float) -> float:
 
 
 def _control(key: str, value: Any) -> gr.components.Component:
-    kw = {"label": settings.label(key), "info": settings.help_text(key), "min_width": 120,
+    kw = {"label": settings.label(key), "info": settings.chosen_info(key, value), "min_width": 120,
           "elem_id": "ctl-" + key.replace(".", "-")}
     options, kind = settings.choices(key), settings.kind(key)
     if options is not None:
@@ -118,6 +119,9 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 for group, keys in settings.CONTROL_GROUPS.items():
                     with gr.Accordion(group, open=True):
                         controls.update(_control_rows(keys, start_values))
+                        if group == "Algorithm parts":  # the chosen option's meaning is under each dropdown
+                            with gr.Accordion("What every option means", open=False, elem_id="rl-options"):
+                                gr.Markdown(settings.options_markdown(), elem_classes=["rl-cite"])
                 with gr.Accordion("Advanced settings", open=False):
                     controls.update(_control_rows(settings.ADVANCED, start_values))
                 with gr.Accordion("Import and share", open=False):
@@ -146,6 +150,8 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 compare = gr.State([])     # the runs overlaid on the charts (ticked in the runs table)
                 # the charts right under the status (one screen on a projector); their view settings below them
                 grid = charts.chart_grid(charts.encode(figures.build_figures([])))
+                # why a chart is flat under the settings shown, copied onto the charts by app.chart_explain
+                chart_notes = _html(notes_html(constant_notes(start_cfg)), elem_id="rl-chart-notes")
                 with gr.Row(equal_height=True):
                     smoothing = gr.Slider(0.0, 0.99, value=0.6, step=0.01, label="Smoothing", scale=2,
                                           info="Debiased EMA, as in TensorBoard; the raw line stays faint.",
@@ -308,8 +314,11 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
             url = f"{base or 'http://127.0.0.1:7860/'}?{settings.share_query(cfg)}"
             on_screen = lab.config(run_id)
             whose = "" if on_screen is None else "the run shown" if on_screen == cfg else "the next run"
-            return {formula: formula_markdown(cfg, whose), diff: diff_html(cfg) + next_run_html(cfg, on_screen, run_id),
-                    link: url, checks: problems_html(found, "Check these settings") + advice_html(cfg)}
+            flat = C.flat(cfg)
+            infos = {controls[k]: gr.update(info=settings.chosen_info(k, flat[k])) for k in settings.EXPLAINED}
+            return {**infos, formula: formula_markdown(cfg, whose), diff: diff_html(cfg) + next_run_html(cfg, on_screen, run_id),
+                    chart_notes: notes_html(constant_notes(on_screen or cfg)), link: url,
+                    checks: problems_html(found, "Check these settings") + advice_html(cfg)}
 
         def pick_preset(name: str):
             try:
@@ -442,7 +451,9 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
 
         # Layout is done; wire the events.
         # always_last: edits made while a refresh is pending must still be reflected (the default "once" drops them)
-        derived_io = {"fn": derived, "inputs": [base_url, run_state], "outputs": [formula, diff, link, checks],
+        derived_io = {"fn": derived, "inputs": [base_url, run_state],
+                      "outputs": [formula, diff, chart_notes, link, checks,
+                                  *(controls[k] for k in settings.EXPLAINED)],
                       "inputs_kwargs": ctl_kwargs, "trigger_mode": "always_last", **private}
         load_outputs = [token, owner, base_url, problems, preset, preset_note, run_state, timer, sig_state, watch,
                         runs_table, formula, diff, *ctl]
@@ -489,7 +500,8 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         details_btn.click(run_status, [owner, run_state], [status, details], api_name="status", queue=False)
 
         watch.input(watch_run, [owner, watch], [run_state, sig_state, timer, status, preset, preset_note, formula,
-                                                diff, *ctl], api_name="watch", show_progress="hidden", queue=False)
+                                                diff, *ctl], api_name="watch", show_progress="hidden",
+                    queue=False).then(**derived_io)
         refresh_btn.click(refresh, [owner, run_state, compare], [watch, runs_table], **private)
         runs_table.input(pick_overlay, [owner, runs_table], [compare], **private)
         export_btn.click(export, [run_state], [export_file], api_name="export")
@@ -524,5 +536,7 @@ def launch_hint(local_url: str | None, share_url: str | None) -> str:
 
 def launch_options(manager: RunManager) -> dict[str, Any]:
     """What `demo.launch` needs besides the address: theme, CSS, and the runs folder for exports."""
-    return {"theme": THEME, "css": CSS, "js": SHORTCUTS_JS, "allowed_paths": [str(manager.store.root.resolve())],
+    js = f"() => {{ ({SHORTCUTS_JS.strip()})(); ({chart_explain.script().strip()})(); }}"
+    return {"theme": THEME, "css": CSS + chart_explain.CSS, "js": js,
+            "allowed_paths": [str(manager.store.root.resolve())],
             "footer_links": ["api", "gradio"]}

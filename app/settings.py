@@ -88,6 +88,38 @@ def choices(key: str) -> list[tuple[str, str]] | None:
     return None
 
 
+def option_help(key: str) -> dict[str, str]:
+    """value -> its one-line meaning, for a control whose options the lab documents (recipes, tasks and every
+    algorithm part: the part functions' docstrings); {} for other controls."""
+    if key == "algorithm.recipe":
+        return {name: r.summary for name, r in RECIPES.items()}
+    if key == "rollout.task":
+        return task_choices()
+    for part_key, options in PARTS.values():
+        if part_key == key:
+            return dict(options)
+    return {}
+
+
+EXPLAINED = [k for k in SHOWN if option_help(k)]  # dropdowns whose info line names the chosen option's meaning
+
+
+def chosen_info(key: str, value: Any) -> str:
+    """The info line under a documented dropdown: the field's help, then what the chosen option does."""
+    meaning = option_help(key).get(value, "")
+    return f"{help_text(key)} → {value}: {meaning}" if meaning else help_text(key)
+
+
+def options_markdown() -> str:
+    """Every documented dropdown's options with their one-line meanings (the "What every option means" panel)."""
+    out = []
+    for key in EXPLAINED:
+        out.append(f"**{label(key)}** (`{key}`)\n")
+        out += [f"- `{name}`: {meaning}" for name, meaning in option_help(key).items()]
+        out.append("")
+    return "\n".join(out)
+
+
 def kind(key: str) -> type:
     section, name = key.split(".", 1)
     return type(getattr(C.SECTIONS[section](), name))
