@@ -36,7 +36,8 @@ CHART_HELP: dict[str, dict[str, str]] = {
                     "Set algorithm.epochs to 4 (or minibatches to 4) and it shows within a few steps.",
     },
     "entropy": {
-        "measures": "Mean per-token entropy of the policy on its samples, H_t = -sum_v pi(v) log pi(v), in nats.",
+        "measures": "Mean per-token entropy of the policy on its samples, H_t = -sum_v pi(v) log pi(v), in nats; "
+                    "the sampling temperature on the right axis (a live setting).",
         "healthy": "Falls gradually as the policy grows confident. A fast fall to ~0 is entropy collapse: "
                    "exploration is gone and the reward stalls.",
         "try": "algorithm.clip_high = 0.28, a small algorithm.entropy_coef, or a higher rollout.temperature.",
@@ -44,7 +45,7 @@ CHART_HELP: dict[str, dict[str, str]] = {
     },
     "loss": {
         "measures": "The policy loss (the aggregated surrogate), the value loss of value recipes, and the KL term "
-                    "when the KL sits in the loss.",
+                    "when the KL sits in the loss; the learning rate on the right axis (a live setting).",
         "healthy": "The policy loss is not a progress measure: with one pass GRPO's loss is about 0 by "
                    "construction (advantages average to 0), and it may rise while the reward rises.",
         "try": "Watch the reward and KL instead; use the value loss to judge a critic.",

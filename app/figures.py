@@ -57,9 +57,14 @@ CHARTS: tuple[Chart, ...] = (
                        Series("kl/coef", "β", axis="y2", dash="dot", smooth=False)), "KL", "β"),
     Chart("clip", "Clip fraction", (Series("clip/frac_low", "low"), Series("clip/frac_high", "high"),
                                     Series("clip/frac", "all", dash="dot")), "fraction of tokens"),
-    Chart("entropy", "Entropy", (Series("entropy/mean", "entropy"),), "nats per token"),
+    # the live knobs are drawn as the settings they are (unsmoothed, on the right axis): temperature beside the
+    # entropy it shapes, the learning rate beside the loss it scales
+    Chart("entropy", "Entropy", (Series("entropy/mean", "entropy"),
+                                 Series("temperature", "temperature", axis="y2", dash="dot", smooth=False)),
+          "nats per token", "temperature"),
     Chart("loss", "Loss", (Series("loss/policy", "policy"), Series("loss/value", "value"),
-                           Series("loss/kl", "KL")), "loss"),
+                           Series("loss/kl", "KL"), Series("lr", "lr", axis="y2", dash="dot", smooth=False)),
+          "loss", "learning rate"),
     Chart("advantage", "Advantage", (Series("adv/mean", "mean"), Series("adv/std", "std"),
                                      Series("groups/zero_std_frac", "flat groups", axis="y2", dash="dot")),
           "advantage", "fraction of groups"),

@@ -10,7 +10,7 @@ from ui_fixtures import ARGS, CHROMIUM, SHOTS, free_port, require_model
 
 from app import settings
 from app.chart_help import CHART_HELP, constant_notes, notes_html
-from app.figures import CHARTS
+from app.figures import CHARTS, RunView, build_figures
 from labcore import config as C
 
 
@@ -126,3 +126,14 @@ def test_a_chart_explains_itself_in_the_browser(tmp_path):
     finally:
         demo.close()
         manager.shutdown()
+
+
+def test_the_live_knobs_are_drawn_as_set():
+    """lr and temperature are drawn unsmoothed on the right axis of the loss and entropy charts."""
+    records = [{"step": i, "time": float(i), "entropy/mean": 1.0 - 0.01 * i, "loss/policy": 0.1,
+                "lr": 3e-3 if i < 5 else 1e-3, "temperature": 1.0 if i < 5 else 0.7} for i in range(10)]
+    figs = {f["id"]: f for f in build_figures([RunView("r", "GRPO", records)], smoothing=0.9)}
+    for chart, key, after in (("loss", "lr", 1e-3), ("entropy", "temperature", 0.7)):
+        drawn = [t for t in figs[chart]["data"] if t["name"] == key]
+        assert len(drawn) == 1 and drawn[0]["yaxis"] == "y2", chart
+        assert list(drawn[0]["y"])[4:6] == [list(drawn[0]["y"])[0], after], "a setting's step is not smoothed"
