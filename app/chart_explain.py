@@ -25,9 +25,9 @@ CSS = """
   color: var(--body-text-color); font-size: 13px; line-height: 1.35; box-shadow: 0 4px 14px rgba(15,23,42,.12); }
 .rl-help-pop p { margin: 0 0 6px 0; }
 .rl-help-pop[hidden] { display: none; }
-.rl-note { position: absolute; left: 56px; right: 34px; bottom: 44px; z-index: 4; pointer-events: none;
-  font-size: 12.5px; line-height: 1.3; color: #92400e; background: rgba(254, 243, 199, 0.88);
-  border: 1px solid #fcd34d; border-radius: 6px; padding: 2px 8px; }
+.rl-note { position: absolute; left: 58px; bottom: 44px; max-width: calc(100% - 96px); z-index: 4;
+  pointer-events: none; font-size: 12px;
+  line-height: 1.3; color: #92400e; background: rgba(254, 243, 199, 0.85); border-radius: 5px; padding: 1px 6px; }
 #rl-chart-notes { display: none; }
 """
 

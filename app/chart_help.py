@@ -111,7 +111,8 @@ def one_pass(cfg: Any) -> bool:
 
 
 def constant_notes(cfg: Any) -> dict[str, str]:
-    """chart id -> why that chart is flat under `cfg` (a `labcore.config.Config`), shown on the chart itself.
+    """chart id -> why that chart is flat under `cfg` (a `labcore.config.Config`): one short line, shown on the
+    chart itself (the "?" beside it gives the long form, `CHART_HELP[id]["constant"]`).
 
     Each note is a fact of the step's construction, and `tests/test_chart_help.py` trains the configs that get a
     note and checks the chart really is constant there (and moves once the note's advice is followed)."""
@@ -120,15 +121,14 @@ def constant_notes(cfg: Any) -> dict[str, str]:
     notes: dict[str, str] = {}
     clips = getattr(POLICY_LOSSES.get(cfg.algorithm.policy_loss), "clips", True)
     if one_pass(cfg):
-        notes["ratio"] = CHART_HELP["ratio"]["constant"]
-        notes["clip"] = CHART_HELP["clip"]["constant"] if clips else ""
-        notes["kl"] = "approx KL = 0 with one pass (the policy trained is the one that sampled); KL to ref moves."
+        notes["ratio"] = "ρ = 1: one pass (try epochs = 2)"
+        notes["clip"] = "0: one pass (try epochs = 4)"
+        notes["kl"] = "approx KL = 0: one pass"
     if not clips:
-        notes["clip"] = (f"Nothing to draw: the {cfg.algorithm.policy_loss} loss has no clip "
-                         "(algorithm.policy_loss = clip with epochs = 2 shows one).")
+        notes["clip"] = f"no clip in the {cfg.algorithm.policy_loss} loss"
     if not cfg.run.grad_variance:
-        notes["gradvar"] = "Variance not measured: run.grad_variance is off (it costs an extra backward pass)."
-    return {k: v for k, v in notes.items() if v}
+        notes["gradvar"] = "off: run.grad_variance (a backward pass)"
+    return notes
 
 
 def notes_html(notes: dict[str, str]) -> str:
