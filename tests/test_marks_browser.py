@@ -2,7 +2,6 @@
 run goes draws a dotted line labelled with the new value at the step it took effect, on every chart, and the
 learning-rate line itself steps to the new value on the loss chart's right axis."""
 
-import pytest
 from ui_fixtures import ARGS, BROWSER_MARKS, CHROMIUM, SHOTS, free_port, require_model
 
 pytestmark = BROWSER_MARKS
