@@ -1,24 +1,29 @@
 """The Lessons mode: pick a lesson, read the question, lock a prediction, run it, read the verdict in numbers.
 
 Predicting first is the point (Crouch et al. 2004; Miller et al. 2013: learners who predicted an outcome are
-markedly more likely to see it), so Start stays disabled until a prediction is locked. Start runs the lesson's
-arms in a background thread (seed 0, the same code as `rlhf-lab lesson check`), draws the lesson's metrics per
-arm while it runs, marks the steps where the signature is read, then says what happened against the
+markedly more likely to see it), so Start stays disabled until a prediction is locked. Start queues the lesson's
+arms as ordinary runs of the server's queue (seed 0, the configs `rlhf-lab lesson check` trains), one after
+another, owned by the learner's session, draws the lesson's metrics per arm while they run, marks the steps where the signature is read, then says what happened against the
 prediction, with the explanation, the formula, the source and a one-knob follow-up. Each lesson chart has its
 explanation beside it (`app.chart_help`). The 3-seed check is the CLI's job; the app shows one seed.
-Left out: overlaying a lesson on the main charts (lesson runs are not stored as runs).
+The arms are runs like any other: they wait their turn, count against a shared server's caps, and stay in the
+Runs table, where they can be watched and overlaid on the main charts. A probe lesson (a paired measurement on
+one batch, not a run) trains in this process, one at a time per server.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import gradio as gr
 import plotly.graph_objects as go
 
 from app.chart_help import CHART_HELP, METRIC_CHART, chart_help_markdown
+from labcore import config as C
 from labcore import lessons as L
+from labcore.runner import ACTIVE
 
 ARM_COLORS = ("#4f46e5", "#d97706", "#059669", "#dc2626")
 NO_LESSON = "Pick a lesson above."
@@ -112,17 +117,57 @@ def charts_help_markdown(lesson: L.Lesson) -> str:
 
 
 class LessonRunner:
-    """One lesson run at a time per server (a lesson trains in this process; the CPU is shared)."""
+    """Runs a lesson for one learner: its arms through `manager`'s queue (or, for a probe lesson or without a
+    manager, in this process, one lesson at a time per server)."""
 
-    def __init__(self) -> None:
+    def __init__(self, manager: Any = None, poll: float = 0.5) -> None:
+        self.manager, self.poll = manager, poll
         self.lock = threading.Lock()
 
-    def run(self, name: str, prediction: str | None, seed: int = 0):
+    def run(self, name: str, prediction: str | None, owner: str = ""):
         """Generator of (status, figure, verdict) while the lesson runs."""
         if not name or not prediction:
             yield "Pick a lesson and lock a prediction first.", gr.skip(), ""
             return
         lesson = L.load_lesson(name)
+        if lesson.probe or self.manager is None:
+            yield from self._in_process(lesson, prediction)
+            return
+        records: dict[str, list[dict]] = {a.name: [] for a in lesson.arms}
+        started: list[str] = []
+        try:
+            for i, arm in enumerate(lesson.arms):
+                try:
+                    run_id = self.manager.submit(lesson.config(arm, 0), owner=owner)
+                except C.ConfigError as e:  # a shared server's cap, or the learner's own run holding the slot
+                    yield (f"The lesson could not start (arm “{arm.label}”): {'; '.join(e.problems)}", gr.skip(), "")
+                    return
+                started.append(run_id)
+                while True:
+                    st = self.manager.status(run_id)
+                    records[arm.name] = list(self.manager.store.metrics(run_id))
+                    if st.get("state") not in ACTIVE:
+                        break
+                    where = (f"queued (position {st['queue_position']})" if st.get("state") == "queued"
+                             else f"{st.get('state')}, step {st.get('step', 0)} of {lesson.steps}")
+                    yield (f"Arm {i + 1} of {len(lesson.arms)} ({arm.label}): {where}. Run `{run_id}`.",
+                           lesson_figure(lesson, records), "")
+                    time.sleep(self.poll)
+                if st.get("state") != "done":
+                    yield (f"The lesson stopped: arm “{arm.label}” ended {st.get('state')}. {st.get('message', '')}",
+                           gr.skip(), "")
+                    return
+            res = L.Result(lesson, [0], {0: records},
+                           [L.judge(c, [L.effect(c, records)]) for c in lesson.claims])
+            runs = ", ".join(f"`{r}`" for r in started)
+            yield (f"Done. The arms are runs {runs}: watch or overlay them from the Runs table.",
+                   lesson_figure(lesson, records), verdict_markdown(lesson, res, prediction))
+        finally:  # the learner left (or an arm failed): no orphan arm keeps the device busy
+            for run_id in started:
+                if self.manager.status(run_id).get("state") in ACTIVE:
+                    self.manager.stop(run_id)
+
+    def _in_process(self, lesson: L.Lesson, prediction: str):
         if not self.lock.acquire(blocking=False):
             yield "Another lesson is running on this server; try again in a minute.", gr.skip(), ""
             return
@@ -155,10 +200,12 @@ class LessonRunner:
             self.lock.release()
 
 
-def lessons_panel() -> None:
-    """The Lessons accordion, layout and events; call inside the app's `gr.Blocks`."""
+def lessons_panel(manager: Any = None, owner: Any = None, who: Any = None) -> None:
+    """The Lessons accordion, layout and events; call inside the app's `gr.Blocks`. With a `manager`, the arms
+    are runs of its queue owned by the session (`owner`: the session's owner-id State; `who(owner_id, request)`
+    resolves it as the app's other events do)."""
     names = L.list_lessons()
-    runner = LessonRunner()
+    runner = LessonRunner(manager)
     private = {"api_visibility": "private", "show_progress": "hidden"}
     with gr.Accordion("Lessons: predict, run, see it happen", open=False, elem_id="rl-lessons"):
         pick = gr.Dropdown(choices=[(t, n) for n, t in names.items()], value=None, label="Lesson",
@@ -198,6 +245,11 @@ def lessons_panel() -> None:
 
     pick.input(on_pick, [pick], [question, choice, lock, start, locked, verdict, help_md, plot], **private)
     lock.click(on_lock, [choice], [locked, choice, start, status], **private)
-    start.click(runner.run, [pick, locked], [status, plot, verdict], concurrency_limit=1,
-                concurrency_id="lesson", api_name="lesson_run", show_progress="hidden")
+    def run(name: str, prediction: str | None, owner_id: str | None = None, request: gr.Request = None):
+        yield from runner.run(name, prediction, who(owner_id, request) if who else "")
+
+    # the queue orders the arms: lessons of different learners run side by side in the queue
+    start.click(run, [pick, locked] + ([owner] if owner is not None else []), [status, plot, verdict],
+                concurrency_limit=None if manager is not None else 1, concurrency_id="lesson",
+                api_name="lesson_run", show_progress="hidden")
     which.input(lambda c: chart_help_markdown(c or ""), [which], [which_md], **private)
