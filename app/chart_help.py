@@ -98,7 +98,7 @@ def chart_help_markdown(chart_id: str) -> str:
 METRIC_CHART = {
     "reward/mean": "reward", "kl/mean": "kl", "approx_kl": "kl", "kl/coef": "kl", "clip/frac": "clip",
     "clip/frac_low": "clip", "clip/frac_high": "clip", "entropy/mean": "entropy", "loss/policy": "loss",
-    "adv/mean": "advantage", "adv/std": "advantage", "groups/zero_std_frac": "advantage", "len/mean": "length",
+    "reward/gold/mean": "reward", "adv/mean": "advantage", "adv/std": "advantage", "groups/zero_std_frac": "advantage", "len/mean": "length",
     "eos/rate": "length", "grad/variance": "gradvar", "grad/norm": "gradvar", "ratio/mean": "ratio",
     "ratio/max": "ratio", "ratio/batch_mean": "gradvar", "ratio/group_mean": "gradvar", "ratio/leave_one_out": "gradvar",
 }

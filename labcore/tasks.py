@@ -9,7 +9,9 @@ each showing a different side of RLHF:
   prompt), so RL has room to sharpen it.
 - ``sentiment``: a learned reward model scores ``review : the food was`` -> ``great and the staff was
   friendly``. The reward model is roughly additive in positive words, so without a KL penalty the
-  policy can hack it (repeat the best adjective and never stop).
+  policy can hack it (repeat the best adjective and never stop). A held-out gold scorer
+  (``rewards.sentiment_gold``: a finished review that says something good once) is logged beside it and
+  never trained on, so over-optimisation shows as gold falling while the proxy climbs.
 - ``length``: ``say 4 words :`` -> four words then EOS. Truncated (EOS-less) completions score 0, so the
   trainer's EOS handling (missing-EOS penalty, DAPO overlong shaping) is visible on top of it.
 
@@ -66,6 +68,7 @@ class Task:
     reward_funcs: tuple[Callable, ...]  # fn(prompts, completions, **kwargs) -> list[float | None]
     reward_weights: tuple[float, ...]
     max_new_tokens: int  # a sensible default completion budget
+    gold: Callable | None = None  # a held-out scorer, logged as reward/gold/mean and never trained on
 
 
 def arithmetic_problems() -> list[tuple[int, str, int]]:
@@ -114,7 +117,8 @@ def _arithmetic(reward_model: str) -> Task:
 
 def _sentiment(reward_model: str) -> Task:
     return Task("sentiment", TASKS["sentiment"], sentiment_prompts,
-                (rewards.RewardModelScorer(reward_model),), (1.0,), max_new_tokens=16)
+                (rewards.RewardModelScorer(reward_model),), (1.0,), max_new_tokens=16,
+                gold=rewards.sentiment_gold)
 
 
 def _length(reward_model: str) -> Task:

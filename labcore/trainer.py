@@ -276,6 +276,10 @@ class Trainer:
         try:
             total, per_fn = rewards.call_reward_funcs(self.task.reward_funcs, self.task.reward_weights, prompts,
                                                       completions, {"eos": eos, "completion_ids": ids, **columns})
+            if self.task.gold is not None:  # held out: logged as reward/gold/mean, never in the reward
+                _, gold = rewards.call_reward_funcs([self.task.gold], [1.0], prompts, completions,
+                                                    {"eos": eos, "completion_ids": ids, **columns})
+                per_fn["gold"] = next(iter(gold.values()))
         except rewards.RewardFnError as e:
             raise RewardError(f"step {self.step_count + 1}: {e}") from e
         return torch.tensor(total, dtype=torch.float32), per_fn
