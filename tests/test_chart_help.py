@@ -5,8 +5,10 @@ that get a note and checks the charted metric really is constant there, and that
 advice is followed. The browser test opens a chart's explanation and sees the note come and go with the settings.
 """
 
+import os
+
 import pytest
-from ui_fixtures import ARGS, CHROMIUM, SHOTS, free_port, require_model
+from ui_fixtures import CHROMIUM, SHOTS, lab_page, require_model
 
 from app import settings
 from app.chart_help import CHART_HELP, constant_notes, notes_html
@@ -83,49 +85,29 @@ def test_following_the_note_makes_the_chart_move():
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM), reason=f"Chromium is not installed at {CHROMIUM}")
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium is not installed at {CHROMIUM}")
 def test_a_chart_explains_itself_in_the_browser(tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    from app.main import build_demo, launch_options
-    from labcore.runner import RunManager
-
-    manager = RunManager(tmp_path / "runs", isolation="thread")
-    demo = build_demo(manager)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **launch_options(manager))
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
-            page.set_default_timeout(60_000)
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_selector("#rl-chart-clip .rl-help-btn")
-            assert page.locator(".rl-chart .rl-help-btn").count() == len(CHARTS)
-            # the default experiment (GRPO, one pass): the clip chart says why it is flat, on the chart
-            page.wait_for_function("() => /epochs = 4/.test(document.querySelector('#rl-chart-clip .rl-note')"
-                                   "?.textContent || '')")
-            assert page.locator("#rl-chart-reward .rl-note").count() == 0
-            page.locator("#rl-chart-clip .rl-help-btn").click()
-            pop = page.locator("#rl-chart-clip .rl-help-pop")
-            assert pop.is_visible() and "Measures." in pop.inner_text() and "rho_t" in pop.inner_text()
-            SHOTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(SHOTS / "chart-explained-1280x720.png"))
-            pop.click()
-            assert not pop.is_visible()
-            # two epochs: the note goes, the chosen baseline's meaning is under its dropdown
-            box = page.locator("#ctl-algorithm-epochs input")
-            box.fill("2")
-            box.press("Tab")
-            page.wait_for_function("() => !document.querySelector('#rl-chart-clip .rl-note')")
-            assert "group_mean: Subtract the mean reward" in page.locator("#ctl-algorithm-baseline").inner_text()
-            assert errors == []
-            browser.close()
-    finally:
-        demo.close()
-        manager.shutdown()
+    with lab_page(tmp_path / "runs", 1280, 720, isolation="thread") as (page, _):
+        page.wait_for_selector("#rl-chart-clip .rl-help-btn")
+        assert page.locator(".rl-chart .rl-help-btn").count() == len(CHARTS)
+        # the default experiment (GRPO, one pass): the clip chart says why it is flat, on the chart
+        page.wait_for_function("() => /epochs = 4/.test(document.querySelector('#rl-chart-clip .rl-note')"
+                               "?.textContent || '')")
+        assert page.locator("#rl-chart-reward .rl-note").count() == 0
+        page.locator("#rl-chart-clip .rl-help-btn").click()
+        pop = page.locator("#rl-chart-clip .rl-help-pop")
+        assert pop.is_visible() and "Measures." in pop.inner_text() and "rho_t" in pop.inner_text()
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "chart-explained-1280x720.png"))
+        pop.click()
+        assert not pop.is_visible()
+        # two epochs: the note goes, the chosen baseline's meaning is under its dropdown
+        box = page.locator("#ctl-algorithm-epochs input")
+        box.fill("2")
+        box.press("Tab")
+        page.wait_for_function("() => !document.querySelector('#rl-chart-clip .rl-note')")
+        assert "group_mean: Subtract the mean reward" in page.locator("#ctl-algorithm-baseline").inner_text()
+        assert page.errors == []
 
 
 def test_the_live_knobs_are_drawn_as_set():

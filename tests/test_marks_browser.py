@@ -2,59 +2,39 @@
 run goes draws a dotted line labelled with the new value at the step it took effect, on every chart, and the
 learning-rate line itself steps to the new value on the loss chart's right axis."""
 
-from ui_fixtures import ARGS, BROWSER_MARKS, CHROMIUM, SHOTS, free_port, require_model
+from ui_fixtures import BROWSER_MARKS, SHOTS, lab_page, require_model
 
 pytestmark = BROWSER_MARKS
 
 
 def test_a_live_change_is_marked_and_drawn(tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    from app.main import build_demo, launch_options
-    from labcore.runner import RunManager
-
     model = require_model()
-    manager = RunManager(tmp_path / "runs", isolation="process")
-    demo = build_demo(manager)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **launch_options(manager))
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_page(viewport={"width": 1920, "height": 1080})
-            page.set_default_timeout(90_000)
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_function("() => document.querySelectorAll('.rl-chart .main-svg').length >= 9")
-            page.locator("#ctl-model-policy input, #ctl-model-policy textarea").first.fill(model)
-            for key, value in {"rollout.prompts_per_step": 2, "rollout.samples_per_prompt": 2,
-                               "rollout.max_new_tokens": 4, "run.steps": 100_000}.items():
-                box = page.locator(f"#ctl-{key.replace('.', '-')} input")
-                box.fill(str(value))
-                box.press("Tab")
-            page.locator("#rl-start").click()
-            page.wait_for_function("() => /Running/.test(document.querySelector('#rl-status').innerText)")
-            lr = page.locator("#ctl-optim-lr input")
-            lr.fill("0.0007")
-            lr.press("Tab")
-            marked = """() => ['reward', 'loss', 'kl'].every(id => {
-                const gd = document.getElementById('rl-chart-' + id);
-                return gd && gd.layout && (gd.layout.annotations || []).some(a => /lr 0.0007/.test(a.text));
-            })"""
-            page.wait_for_function(marked)
-            # the mark sits at a step the run reached, and the lr line steps to the new value after it
-            at = page.evaluate("() => document.getElementById('rl-chart-loss').layout.shapes"
-                               ".find(s => s.name === 'live').x0")
-            lrs = page.evaluate("() => { const t = document.getElementById('rl-chart-loss').data"
-                                ".find(t => t.name === 'lr'); return [t.x, t.y]; }")
-            assert lrs[1][0] != 0.0007 and 0.0007 in lrs[1], "the lr line shows the old value, then the new one"
-            assert min(x for x, y in zip(*lrs) if y == 0.0007) == at, "the mark is at the first step at the new lr"
-            SHOTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(SHOTS / "live-mark-1920x1080.png"))
-            assert errors == []
-            page.locator("#rl-stop").click()
-            browser.close()
-    finally:
-        demo.close()
-        manager.shutdown()
+    with lab_page(tmp_path / "runs", 1920, 1080, timeout_ms=90_000) as (page, _):
+        page.wait_for_function("() => document.querySelectorAll('.rl-chart .main-svg').length >= 9")
+        page.locator("#ctl-model-policy input, #ctl-model-policy textarea").first.fill(model)
+        for key, value in {"rollout.prompts_per_step": 2, "rollout.samples_per_prompt": 2,
+                           "rollout.max_new_tokens": 4, "run.steps": 100_000}.items():
+            box = page.locator(f"#ctl-{key.replace('.', '-')} input")
+            box.fill(str(value))
+            box.press("Tab")
+        page.locator("#rl-start").click()
+        page.wait_for_function("() => /Running/.test(document.querySelector('#rl-status').innerText)")
+        lr = page.locator("#ctl-optim-lr input")
+        lr.fill("0.0007")
+        lr.press("Tab")
+        marked = """() => ['reward', 'loss', 'kl'].every(id => {
+            const gd = document.getElementById('rl-chart-' + id);
+            return gd && gd.layout && (gd.layout.annotations || []).some(a => /lr 0.0007/.test(a.text));
+        })"""
+        page.wait_for_function(marked)
+        # the mark sits at a step the run reached, and the lr line steps to the new value after it
+        at = page.evaluate("() => document.getElementById('rl-chart-loss').layout.shapes"
+                           ".find(s => s.name === 'live').x0")
+        lrs = page.evaluate("() => { const t = document.getElementById('rl-chart-loss').data"
+                            ".find(t => t.name === 'lr'); return [t.x, t.y]; }")
+        assert lrs[1][0] != 0.0007 and 0.0007 in lrs[1], "the lr line shows the old value, then the new one"
+        assert min(x for x, y in zip(*lrs) if y == 0.0007) == at, "the mark is at the first step at the new lr"
+        SHOTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(SHOTS / "live-mark-1920x1080.png"))
+        assert page.errors == []
+        page.locator("#rl-stop").click()

@@ -161,3 +161,33 @@ BROWSER_MARKS = [
     pytest.mark.browser,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"Chromium is not installed at {CHROMIUM}"),
 ]
+
+
+@contextlib.contextmanager
+def lab_page(runs_dir, width: int = 1280, height: int = 720, isolation: str = "process", timeout_ms: int = 60_000):
+    """A served lab (as `rlhf-lab` serves it: build_demo + launch_options) and a Chromium page opened on it:
+    yields (page, manager). `page.errors` collects the page's JavaScript errors."""
+    from playwright.sync_api import sync_playwright
+
+    from app.main import build_demo, launch_options
+    from labcore.runner import RunManager
+
+    manager = RunManager(runs_dir, isolation=isolation)
+    demo = build_demo(manager)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **launch_options(manager))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(timeout_ms)
+            page.errors = []
+            page.on("pageerror", lambda e: page.errors.append(str(e)))
+            page.goto(f"http://127.0.0.1:{port}/")
+            try:
+                yield page, manager
+            finally:
+                browser.close()
+    finally:
+        demo.close()
+        manager.shutdown()
