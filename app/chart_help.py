@@ -121,9 +121,9 @@ def constant_notes(cfg: Any) -> dict[str, str]:
     notes: dict[str, str] = {}
     clips = getattr(POLICY_LOSSES.get(cfg.algorithm.policy_loss), "clips", True)
     if one_pass(cfg):
-        notes["ratio"] = "ρ = 1: one pass (try epochs = 2)"
-        notes["clip"] = "0: one pass (try epochs = 4)"
-        notes["kl"] = "approx KL = 0: one pass"
+        notes["ratio"] = "ρ is always 1 with one pass (try epochs = 2)"
+        notes["clip"] = "always 0 with one pass (try epochs = 4)"
+        notes["kl"] = "approx KL is always 0 with one pass"
     if not clips:
         notes["clip"] = f"no clip in the {cfg.algorithm.policy_loss} loss"
     if not cfg.run.grad_variance:
