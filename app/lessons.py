@@ -135,6 +135,7 @@ class LessonRunner:
             return
         records: dict[str, list[dict]] = {a.name: [] for a in lesson.arms}
         started: list[str] = []
+        t0 = time.perf_counter()
         try:
             for i, arm in enumerate(lesson.arms):
                 try:
@@ -158,7 +159,7 @@ class LessonRunner:
                            gr.skip(), "")
                     return
             res = L.Result(lesson, [0], {0: records},
-                           [L.judge(c, [L.effect(c, records)]) for c in lesson.claims])
+                           [L.judge(c, [L.effect(c, records)]) for c in lesson.claims], time.perf_counter() - t0)
             runs = ", ".join(f"`{r}`" for r in started)
             yield (f"Done. The arms are runs {runs}: watch or overlay them from the Runs table.",
                    lesson_figure(lesson, records), verdict_markdown(lesson, res, prediction))

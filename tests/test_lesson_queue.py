@@ -26,6 +26,7 @@ def test_the_arms_are_runs_of_the_queue_and_the_verdict_matches_the_check(manage
     out = list(LessonRunner(manager, poll=0.05).run(LESSON, lesson.answer, owner="learner"))
     status, _, verdict = out[-1]
     assert status.startswith("Done.") and "You predicted" in verdict and "right." in verdict
+    assert "(0 s," not in verdict, "the verdict gives the lesson's wall time"
     runs = manager.runs()
     assert [r["owner"] for r in runs] == ["learner"] * len(lesson.arms)
     assert all(r["state"] == "done" for r in runs)
