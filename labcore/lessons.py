@@ -331,8 +331,22 @@ def _grad_variance_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, 
     return [{"step": lesson.steps, **paired_probe(trainer, lesson.probe_batches)}]
 
 
+def _kl_placement_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, float]]:
+    from labcore.lesson_probes import kl_placement_probe
+
+    return kl_placement_probe(lesson, arm, seed)
+
+
+def _credit_spread_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, float]]:
+    from labcore.lesson_probes import credit_spread_probe
+
+    return credit_spread_probe(lesson, arm, seed)
+
+
 PROBES: dict[str, Callable[[Lesson, Arm, int], list[dict[str, float]]]] = {
     "grad_variance": _grad_variance_probe,
+    "kl_placement": _kl_placement_probe,      # labcore.lesson_probes: per-token vs per-sequence KL, same batch
+    "credit_spread": _credit_spread_probe,    # labcore.lesson_probes: RLOO vs GAE advantages, same batch
 }
 
 
