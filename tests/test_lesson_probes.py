@@ -69,3 +69,15 @@ def test_credit_spread_refuses_a_preset_without_a_critic():
     lesson = dataclasses.replace(lesson, preset="grpo")
     with pytest.raises(ValueError, match="needs a preset with a critic"):
         L.run_arm(lesson, dataclasses.replace(arm, overrides={"rollout.task": "length"}), 0)
+
+
+def test_paired_variance_probe_pools_the_variances():
+    """The baseline lesson's claim reads `pooled/<name>`: the mean variance under a baseline over the mean
+    variance without one (not the mean of per-batch ratios, which a single noisy batch dominates)."""
+    lesson = dataclasses.replace(L.load_lesson("baseline_variance"), probe_batches=2)
+    arm = lesson.arms[0]
+    [row] = L.run_arm(lesson, dataclasses.replace(arm, overrides={**arm.overrides, "rollout.prompts_per_step": 2}), 0)
+    assert row["pooled/none"] == pytest.approx(1.0)
+    for name in ("batch_mean", "leave_one_out"):
+        assert row[f"pooled/{name}"] == pytest.approx(row[f"var/{name}"] / row["var/none"])
+        assert row[f"pooled/{name}"] > 0
