@@ -112,10 +112,13 @@ def charts_help_markdown(lesson: L.Lesson) -> str:
 
 
 class LessonRunner:
-    """One lesson run at a time per server (a lesson trains in this process; the CPU is shared)."""
+    """One lesson run at a time per server. With a run manager, a lesson's arms train as runs in its queue
+    (labcore.lesson_runs), beside the lab's other runs and in its worker processes; a probe lesson (one batch
+    measured, no training run) and a server without a manager run it in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, manager=None) -> None:
         self.lock = threading.Lock()
+        self.manager = manager
 
     def run(self, name: str, prediction: str | None, seed: int = 0):
         """Generator of (status, figure, verdict) while the lesson runs."""
@@ -133,9 +136,17 @@ class LessonRunner:
             def on_step(m: dict) -> None:
                 records[m["arm"]].append(m)
 
+            def on_records(so_far: dict[str, list[dict]]) -> None:
+                records.update({arm: list(rows) for arm, rows in so_far.items()})
+
             def work() -> None:
                 try:
-                    box["result"] = L.check(lesson, 1, on_step=on_step)
+                    if self.manager is not None and not lesson.probe:
+                        from labcore.lesson_runs import run_queued
+
+                        box["result"] = run_queued(lesson, self.manager, seed, on_records=on_records)
+                    else:
+                        box["result"] = L.check(lesson, 1, on_step=on_step, first_seed=seed)
                 except Exception as e:  # shown to the learner, not swallowed
                     box["error"] = f"{type(e).__name__}: {e}"
 
@@ -150,15 +161,16 @@ class LessonRunner:
                 yield f"The lesson failed: {box['error']}", gr.skip(), ""
                 return
             res = box["result"]
-            yield ("Done.", lesson_figure(lesson, res.records[0]), verdict_markdown(lesson, res, prediction))
+            yield ("Done.", lesson_figure(lesson, res.records[res.seeds[0]]), verdict_markdown(lesson, res, prediction))
         finally:
             self.lock.release()
 
 
-def lessons_panel() -> None:
-    """The Lessons accordion, layout and events; call inside the app's `gr.Blocks`."""
+def lessons_panel(manager=None) -> None:
+    """The Lessons accordion, layout and events; call inside the app's `gr.Blocks`. With the app's run manager,
+    lessons train through its queue."""
     names = L.list_lessons()
-    runner = LessonRunner()
+    runner = LessonRunner(manager)
     private = {"api_visibility": "private", "show_progress": "hidden"}
     with gr.Accordion("Lessons: predict, run, see it happen", open=False, elem_id="rl-lessons"):
         pick = gr.Dropdown(choices=[(t, n) for n, t in names.items()], value=None, label="Lesson",
