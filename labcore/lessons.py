@@ -22,7 +22,8 @@ effect is paired. Over n seeds, with mean m and standard error s = sd / sqrt(n),
     equal:    |m| + z*s <= threshold and every seed's |effect| <= threshold
 
 (z = 2 unless the claim says otherwise). A probe lesson has one arm, named "probe", whose "metrics" are the
-values the probe returns. Left out: lessons that need a new task or a gold scorer (they are not shipped until
+values the probe returns (PROBES: the paired gradient variance of baselines, labcore.variance; the KL placements'
+and the credit estimators' token advantages on one batch, labcore.lesson_probes). Left out: lessons that need a new task or a gold scorer (they are not shipped until
 the tiny world has them).
 """
 
