@@ -2,8 +2,9 @@
 
 Predicting first is the point (Crouch et al. 2004; Miller et al. 2013: learners who predicted an outcome are
 markedly more likely to see it), so Start stays disabled until a prediction is locked. Start queues the lesson's
-arms as ordinary runs of the server's queue (seed 0, the configs `rlhf-lab lesson check` trains), one after
-another, owned by the learner's session, draws the lesson's metrics per arm while they run, marks the steps where the signature is read, then says what happened against the
+arms as ordinary runs of the server's queue (`labcore.lesson_runs`: seed 0, the configs `rlhf-lab lesson check`
+trains, judged the same way), one after another, owned by the learner's session, draws the lesson's metrics per
+arm while they run, marks the steps where the signature is read, then says what happened against the
 prediction, with the explanation, the formula, the source and a one-knob follow-up. Each lesson chart has its
 explanation beside it (`app.chart_help`). The 3-seed check is the CLI's job; the app shows one seed.
 The arms are runs like any other: they wait their turn, count against a shared server's caps, and stay in the
@@ -14,7 +15,6 @@ one batch, not a run) trains in this process, one at a time per server.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import gradio as gr
@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 from app.chart_help import CHART_HELP, METRIC_CHART, chart_help_markdown
 from labcore import config as C
 from labcore import lessons as L
-from labcore.runner import ACTIVE
+from labcore.lesson_runs import LessonRunError, queued_progress
 
 ARM_COLORS = ("#4f46e5", "#d97706", "#059669", "#dc2626")
 NO_LESSON = "Pick a lesson above."
@@ -133,40 +133,32 @@ class LessonRunner:
         if lesson.probe or self.manager is None:
             yield from self._in_process(lesson, prediction)
             return
-        records: dict[str, list[dict]] = {a.name: [] for a in lesson.arms}
-        started: list[str] = []
-        t0 = time.perf_counter()
+        progress = queued_progress(lesson, self.manager, 0, owner, self.poll)
+        runs: list[str] = []
         try:
-            for i, arm in enumerate(lesson.arms):
+            while True:
                 try:
-                    run_id = self.manager.submit(lesson.config(arm, 0), owner=owner)
-                except C.ConfigError as e:  # a shared server's cap, or the learner's own run holding the slot
-                    yield (f"The lesson could not start (arm “{arm.label}”): {'; '.join(e.problems)}", gr.skip(), "")
-                    return
-                started.append(run_id)
-                while True:
-                    st = self.manager.status(run_id)
-                    records[arm.name] = list(self.manager.store.metrics(run_id))
-                    if st.get("state") not in ACTIVE:
-                        break
-                    where = (f"queued (position {st['queue_position']})" if st.get("state") == "queued"
-                             else f"{st.get('state')}, step {st.get('step', 0)} of {lesson.steps}")
-                    yield (f"Arm {i + 1} of {len(lesson.arms)} ({arm.label}): {where}. Run `{run_id}`.",
-                           lesson_figure(lesson, records), "")
-                    time.sleep(self.poll)
-                if st.get("state") != "done":
-                    yield (f"The lesson stopped: arm “{arm.label}” ended {st.get('state')}. {st.get('message', '')}",
-                           gr.skip(), "")
-                    return
-            res = L.Result(lesson, [0], {0: records},
-                           [L.judge(c, [L.effect(c, records)]) for c in lesson.claims], time.perf_counter() - t0)
-            runs = ", ".join(f"`{r}`" for r in started)
-            yield (f"Done. The arms are runs {runs}: watch or overlay them from the Runs table.",
-                   lesson_figure(lesson, records), verdict_markdown(lesson, res, prediction))
-        finally:  # the learner left (or an arm failed): no orphan arm keeps the device busy
-            for run_id in started:
-                if self.manager.status(run_id).get("state") in ACTIVE:
-                    self.manager.stop(run_id)
+                    arm, st, records = next(progress)
+                except StopIteration as done:
+                    res = done.value
+                    break
+                if st["run_id"] not in runs:
+                    runs.append(st["run_id"])
+                where = (f"queued (position {st['queue_position']})" if st.get("state") == "queued"
+                         else f"{st.get('state')}, step {st.get('step', 0)} of {lesson.steps}")
+                yield (f"Arm {lesson.arms.index(arm) + 1} of {len(lesson.arms)} ({arm.label}): {where}. "
+                       f"Run `{st['run_id']}`.", lesson_figure(lesson, records), "")
+        except C.ConfigError as e:  # a shared server's cap, or the learner's own run holding the slot
+            yield f"The lesson could not start: {'; '.join(e.problems)}", gr.skip(), ""
+            return
+        except LessonRunError as e:
+            yield f"The lesson stopped: {e}", gr.skip(), ""
+            return
+        finally:  # the learner left: closing the progress stops the arm in flight
+            progress.close()
+        listed = ", ".join(f"`{r}`" for r in runs)
+        yield (f"Done. The arms are runs {listed}: watch or overlay them from the Runs table.",
+               lesson_figure(lesson, res.records[0]), verdict_markdown(lesson, res, prediction))
 
     def _in_process(self, lesson: L.Lesson, prediction: str):
         if not self.lock.acquire(blocking=False):

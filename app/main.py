@@ -447,7 +447,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
 
         # The Lessons mode (app/lessons.py: its own layout and events) under the lab, so the transport bar and the
         # charts keep the first screen (a projector's 1280x720).
-        lessons_panel(manager, owner, who)
+        lessons_panel(manager, owner, who)  # lessons train through the run queue (labcore/lesson_runs.py)
 
         # Layout is done; wire the events.
         # always_last: edits made while a refresh is pending must still be reflected (the default "once" drops them)

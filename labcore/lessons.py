@@ -22,7 +22,8 @@ effect is paired. Over n seeds, with mean m and standard error s = sd / sqrt(n),
     equal:    |m| + z*s <= threshold and every seed's |effect| <= threshold
 
 (z = 2 unless the claim says otherwise). A probe lesson has one arm, named "probe", whose "metrics" are the
-values the probe returns. Left out: lessons that need a new task or a gold scorer (they are not shipped until
+values the probe returns (PROBES: the paired gradient variance of baselines, labcore.variance; the KL placements'
+and the credit estimators' token advantages on one batch, labcore.lesson_probes). Left out: lessons that need a new task or a gold scorer (they are not shipped until
 the tiny world has them).
 """
 
@@ -331,8 +332,22 @@ def _grad_variance_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, 
     return [{"step": lesson.steps, **paired_probe(trainer, lesson.probe_batches)}]
 
 
+def _kl_placement_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, float]]:
+    from labcore.lesson_probes import kl_placement_probe
+
+    return kl_placement_probe(lesson, arm, seed)
+
+
+def _credit_spread_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, float]]:
+    from labcore.lesson_probes import credit_spread_probe
+
+    return credit_spread_probe(lesson, arm, seed)
+
+
 PROBES: dict[str, Callable[[Lesson, Arm, int], list[dict[str, float]]]] = {
     "grad_variance": _grad_variance_probe,
+    "kl_placement": _kl_placement_probe,      # labcore.lesson_probes: per-token vs per-sequence KL, same batch
+    "credit_spread": _credit_spread_probe,    # labcore.lesson_probes: RLOO vs GAE advantages, same batch
 }
 
 

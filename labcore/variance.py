@@ -76,8 +76,8 @@ def paired_probe(trainer, batches: int,
                  baselines: tuple[str, ...] = ("none", "batch_mean", "group_mean", "leave_one_out"),
                  ) -> dict[str, float]:
     """Sample `batches` fresh batches at the trainer's current weights (no update) and measure each baseline's
-    gradient variance on each. Returns the mean variance per baseline (`var/<name>`) and the mean per-batch
-    ratio to no baseline (`ratio/<name>`)."""
+    gradient variance on each. Returns the mean variance per baseline (`var/<name>`), the mean per-batch
+    ratio to no baseline (`ratio/<name>`) and the ratio of the mean variances (`pooled/<name>`)."""
     cfg = trainer.cfg
     P, K = cfg.rollout.prompts_per_step, cfg.rollout.samples_per_prompt
     sums: dict[str, float] = {}
@@ -95,4 +95,7 @@ def paired_probe(trainer, batches: int,
             sums[f"var/{name}"] = sums.get(f"var/{name}", 0.0) + v / batches
             ratio = v / var["none"] if var.get("none") else float("nan")
             sums[f"ratio/{name}"] = sums.get(f"ratio/{name}", 0.0) + ratio / batches
+    for name in baselines:  # the ratio of the mean variances: steadier than the mean of per-batch ratios
+        none = sums.get("var/none", 0.0)
+        sums[f"pooled/{name}"] = sums[f"var/{name}"] / none if none else float("nan")
     return sums

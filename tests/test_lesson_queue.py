@@ -32,7 +32,9 @@ def test_the_arms_are_runs_of_the_queue_and_the_verdict_matches_the_check(manage
     assert all(r["state"] == "done" for r in runs)
     for r, arm in zip(runs, lesson.arms):
         assert len(manager.store.metrics(r["run_id"])) == lesson.steps
-        assert C.flat(manager.store.config(r["run_id"])) == C.flat(lesson.config(arm, 0)), "the lesson's config"
+        cfg = manager.store.config(r["run_id"])
+        assert cfg.run.name == f"lesson {LESSON}: {arm.label}"
+        assert C.flat(cfg) == C.flat(C.apply(lesson.config(arm, 0), {"run.name": cfg.run.name})), "the arm's config"
         assert r["run_id"] in status
     assert any("Arm 1 of 2" in s for s, _, _ in out[:-1]), "progress names the arm"
 

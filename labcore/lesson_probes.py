@@ -1,0 +1,139 @@
+"""Paired probes for lessons: two ways of computing the advantages, measured on the SAME batch at the SAME weights.
+
+Two training runs side by side compare trajectories (other weights, other batches), and that noise swamps a claim
+about what one estimator does differently from another. A probe trains the lesson's preset for `steps - 1` steps,
+then samples `probe_batches` fresh batches at those weights (no update) and runs the trainer's own advantage code
+(`Trainer.advantages`, after the KL placement of `parts.KL_PLACEMENTS`) twice on each, once per variant of the
+config. Each probe returns one record of named numbers (averaged over the batches) that a lesson's claims read.
+
+- `kl_placement`: KL per token in the reward (InstructGPT) against the summed KL taken off the sequence reward
+  (RLOO in TRL). With returns-to-go per token, token t's advantage under the per-token penalty no longer carries
+  the KL already spent before t: the two differ by beta * sum_{s<t} KL_s. Broadcast as one number per completion
+  (the outcome estimator) they are identical, since both placements give the same sequence sum.
+- `credit_spread`: RLOO's advantage (one number per completion, broadcast) against GAE's (a learned critic's
+  temporal differences, token by token), as the spread of advantages within a completion.
+
+Left out: the update itself (a probe never trains on its own batches) and minibatching.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import torch
+
+from labcore import kl, parts
+from labcore.config import apply
+
+
+def probe_batch(trainer) -> dict[str, Any]:
+    """One batch sampled and scored at the trainer's current weights, with the old/reference log-probs and
+    critic values the advantage code reads (no gradient, no update). Returns the pieces by name."""
+    from labcore.trainer import Old
+
+    cfg = trainer.cfg
+    P, K = cfg.rollout.prompts_per_step, cfg.rollout.samples_per_prompt
+    rows = trainer.prompts(P)
+    with torch.no_grad():
+        trainer.mode(train=False)
+        batch = trainer.sample(rows, K)
+        batch.logprobs = None
+        scores, _, valid = trainer.score(rows, batch, K)                                 # (B,)
+        r, norm = trainer.shape(scores, batch)                                           # (B,)
+        out = trainer.logprobs(batch, grad=False, with_entropy=True, with_hidden=trainer.critic is not None)
+        ref = trainer.logprobs(batch, grad=False, reference=True)
+        values = trainer.critic(out["hidden"]) * batch.mask if trainer.critic is not None else None
+    old = Old(out["logp"], ref["logp"], out["entropy"], None, values)
+    kl_t = kl.estimate(old.logp, old.ref_logp, cfg.kl.estimator) * batch.mask           # (B, T)
+    return {"rows": rows, "batch": batch, "r": r, "norm": norm, "valid": valid, "old": old, "kl_t": kl_t,
+            "P": P, "K": K}
+
+
+def advantages_as(trainer, overrides: dict[str, Any], b: dict[str, Any]) -> torch.Tensor:
+    """The token advantages (B, T) the trainer computes for probe batch `b` under its config with `overrides`
+    (e.g. another KL placement or estimator): the same code path as a training step, on the same numbers."""
+    saved = trainer.cfg
+    trainer.cfg = apply(saved, overrides)
+    try:
+        token_r = parts.KL_PLACEMENTS[trainer.cfg.kl.placement](b["r"], b["kl_t"], b["batch"].mask,
+                                                                trainer.kl_ctl.value)  # (B, T)
+        adv, _ = trainer.advantages(b["rows"], token_r.sum(1), token_r, b["old"], b["batch"], b["valid"],
+                                    b["norm"], b["P"], b["K"])
+    finally:
+        trainer.cfg = saved
+    return adv.detach()
+
+
+def token_spread(adv: torch.Tensor, mask: torch.Tensor) -> float:
+    """How much the advantages vary WITHIN completions, relative to how much they vary over the batch: the mean
+    over completions of >= 2 tokens of the std of their token advantages, divided by the std of every valid
+    token's advantage. 0 when each completion has one advantage for all its tokens.
+
+    Shape: adv (B, T), mask (B, T) -> float (0 when the batch's advantages do not vary at all)."""
+    adv, valid = adv.double(), mask > 0  # float64: a constant row's std is 0 up to ~1e-16, not float32's ~1e-8
+    overall = adv[valid].std() if valid.sum() > 1 else adv.new_zeros(())
+    rows = [adv[i][valid[i]].std() for i in range(adv.size(0)) if valid[i].sum() >= 2]
+    if not rows or float(overall) == 0.0:
+        return 0.0
+    return float(torch.stack(rows).mean() / overall)
+
+
+def mean_abs_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> tuple[float, float]:
+    """(max |a - b|, mean |a - b| / std(b)) over the valid tokens. Shape: (B, T) x3 -> (float, float)."""
+    valid = mask > 0
+    d = (a - b)[valid].abs()
+    scale = b[valid].std() if valid.sum() > 1 else b.new_ones(())
+    return float(d.max()) if d.numel() else 0.0, float(d.mean() / scale) if float(scale) > 0 else 0.0
+
+
+def _trained(lesson, arm, seed):
+    from labcore.trainer import Trainer
+
+    trainer = Trainer(lesson.config(arm, seed))
+    for _ in range(lesson.steps - 1):
+        trainer.train_step()
+    return trainer
+
+
+def _average(records: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.fmean(r[k] for r in records) for k in records[0]}
+
+
+def kl_placement_probe(lesson, arm, seed) -> list[dict[str, float]]:
+    """Per-token against per-sequence KL in the reward, on the same batches: the per-token advantages' largest
+    and mean relative difference with returns-to-go per token (`returns/...`) and with one advantage per
+    completion (`outcome/...`), and the mean KL (nats per completion) the policy had drifted to."""
+    trainer = _trained(lesson, arm, seed)
+    out = []
+    for _ in range(lesson.probe_batches):
+        b = probe_batch(trainer)
+        row = {"kl/mean": float(b["kl_t"].sum(1).mean())}
+        for estimator in ("returns", "outcome"):
+            tok = advantages_as(trainer, {"kl.placement": "reward_token", "algorithm.estimator": estimator}, b)
+            seq = advantages_as(trainer, {"kl.placement": "reward_seq", "algorithm.estimator": estimator}, b)
+            row[f"{estimator}/max_diff"], row[f"{estimator}/rel_diff"] = mean_abs_diff(tok, seq, b["batch"].mask)
+        out.append(row)
+    return [{"step": lesson.steps, **_average(out)}]
+
+
+RLOO = {"algorithm.estimator": "outcome", "algorithm.baseline": "leave_one_out", "algorithm.scale": "none",
+        "algorithm.whiten": False}
+
+
+def credit_spread_probe(lesson, arm, seed) -> list[dict[str, float]]:
+    """RLOO against GAE (the lesson's preset, with its critic trained for steps - 1 steps) on the same batches:
+    `spread/rloo` and `spread/gae` (see token_spread)."""
+    trainer = _trained(lesson, arm, seed)
+    if trainer.critic is None:
+        raise ValueError(f"lesson '{lesson.name}': the credit_spread probe needs a preset with a critic "
+                         f"(baseline 'value', estimator 'gae'), e.g. ppo; '{lesson.preset}' has none.")
+    out = []
+    for _ in range(lesson.probe_batches):
+        b = probe_batch(trainer)
+        mask = b["batch"].mask
+        gae = advantages_as(trainer, {}, b)
+        rloo = advantages_as(trainer, RLOO, b)
+        out.append({"spread/gae": token_spread(gae, mask), "spread/rloo": token_spread(rloo, mask),
+                    "len/mean": float(mask.sum(1).mean())})
+    return [{"step": lesson.steps, **_average(out)}]
