@@ -58,8 +58,10 @@ function pump() {
   if (id === undefined) return;
   const chart = pending[id];
   delete pending[id];
-  // Same div every time + constant layout.uirevision: zoom, pan and legend clicks survive.
-  window.Plotly.react(divs[id], chart.data, chart.layout, config);
+  // Same div every time + constant layout.uirevision: zoom, pan and legend clicks survive. The page script may
+  // restyle a layout (larger type in presenter mode or full screen: app/present.py).
+  const layout = window.rlChartLayout ? window.rlChartLayout(id, chart.layout) : chart.layout;
+  window.Plotly.react(divs[id], chart.data, layout, config);
   divs[id].dataset.drawn = '1';
   schedule();
 }
