@@ -44,7 +44,8 @@ const grid = element.querySelector('[data-rl-charts]');
 const divs = {}, pending = {}, visible = new Set();
 let queued = null;
 const config = {responsive: true, displaylogo: false, displayModeBar: 'hover',
-                modeBarButtonsToRemove: ['lasso2d', 'select2d', 'toImage']};
+                // a short toolbar, left of the chart's own full-screen and PNG buttons (app/present.py)
+                modeBarButtonsToRemove: ['lasso2d', 'select2d', 'toImage', 'zoomIn2d', 'zoomOut2d', 'autoScale2d']};
 const seen = window.IntersectionObserver ? new IntersectionObserver(entries => {
   for (const e of entries) {
     if (e.isIntersecting) { visible.add(e.target.dataset.chart); schedule(); }

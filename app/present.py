@@ -169,11 +169,12 @@ _JS = """
     const div = chartDiv(id);
     if (div) setTimeout(() => tools(div, id), 0);
     if (!div || !big(div)) return layout;
-    return scaled(layout, div.clientWidth < 500 ? 1.2 : SCALE);  // a phone: less, or the step ticks turn sideways
+    return scaled(layout, div.clientWidth < 360 ? 1.2 : SCALE);  // a phone: less, or the step ticks turn sideways
   };
   function redraw(div) {  // the same data, the layout for the chart's new size
     const id = div.dataset.chart;
-    if (!window.Plotly || !div.data || !originals[id]) return;
+    if (!window.Plotly || !div.data || !div.layout) return;
+    if (!originals[id]) originals[id] = structuredClone(div.layout);  // drawn before this script ran
     window.Plotly.react(div, div.data, window.rlChartLayout(id, originals[id]), div._context)
       .then(() => window.Plotly.Plots.resize(div)).catch(() => {});
   }
@@ -204,10 +205,10 @@ _JS = """
     const max = document.querySelector('.rl-chart.rl-chart-max');
     if (e.key === 'Escape' && max) { max.classList.remove('rl-chart-max'); redraw(max); }
   });
-  function png(div, id) {  // on white (the page's background is transparent), twice the screen's resolution
+  function png(div, id) {  // on white (the page's is transparent), at least 900x520, at twice that resolution
     const layout = {...structuredClone(div.layout), paper_bgcolor: 'white', plot_bgcolor: 'white'};
-    window.Plotly.toImage({data: div.data, layout: layout},
-                          {format: 'png', width: div.clientWidth, height: div.clientHeight, scale: 2})
+    const size = {width: Math.max(div.clientWidth, 900), height: Math.max(div.clientHeight, 520)};
+    window.Plotly.toImage({data: div.data, layout: layout}, {format: 'png', ...size, scale: 2})
       .then((url) => {
         const a = document.createElement('a');
         a.href = url; a.download = 'rlhf-lab-' + id + '.png';
@@ -272,6 +273,7 @@ _JS = """
     if (document.visibilityState !== 'visible') return;
     fitDropdowns();
     fitFormulas();
+    document.querySelectorAll('.rl-chart').forEach((d) => tools(d, d.dataset.chart));  // drawn before we ran
     const st = document.querySelector('#rl-status .rl-status');
     const now = st ? (st.dataset.recipe || '') : '';
     if (now !== lastStatus) { lastStatus = now; keyChart(); if (presenting()) redrawAll(); }
