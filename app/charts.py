@@ -44,7 +44,8 @@ const grid = element.querySelector('[data-rl-charts]');
 const divs = {}, pending = {}, visible = new Set();
 let queued = null;
 const config = {responsive: true, displaylogo: false, displayModeBar: 'hover',
-                modeBarButtonsToRemove: ['lasso2d', 'select2d', 'toImage']};
+                // a short toolbar, left of the chart's own full-screen and PNG buttons (app/present.py)
+                modeBarButtonsToRemove: ['lasso2d', 'select2d', 'toImage', 'zoomIn2d', 'zoomOut2d', 'autoScale2d']};
 const seen = window.IntersectionObserver ? new IntersectionObserver(entries => {
   for (const e of entries) {
     if (e.isIntersecting) { visible.add(e.target.dataset.chart); schedule(); }
@@ -58,8 +59,10 @@ function pump() {
   if (id === undefined) return;
   const chart = pending[id];
   delete pending[id];
-  // Same div every time + constant layout.uirevision: zoom, pan and legend clicks survive.
-  window.Plotly.react(divs[id], chart.data, chart.layout, config);
+  // Same div every time + constant layout.uirevision: zoom, pan and legend clicks survive. The page script may
+  // restyle a layout (larger type in presenter mode or full screen: app/present.py).
+  const layout = window.rlChartLayout ? window.rlChartLayout(id, chart.layout) : chart.layout;
+  window.Plotly.react(divs[id], chart.data, layout, config);
   divs[id].dataset.drawn = '1';
   schedule();
 }

@@ -112,7 +112,8 @@ def status_html(st: dict[str, Any] | None, n_records: int = 0, mine: bool = True
     who = "" if mine else ' <span class="rl-watch">watching</span>'
     name = html.escape(f"{st.get('name') or st.get('recipe', '')} · {st.get('run_id', '')}")
     pill = "Starting" if starting else STATE_TEXT.get(state, state)
-    return (f'<div class="rl-status"><span class="rl-pill rl-{state}">{pill}</span>'
+    data = html.escape(str(st.get("recipe") or ""), quote=True)  # presenter mode picks the recipe's key chart
+    return (f'<div class="rl-status" data-recipe="{data}"><span class="rl-pill rl-{state}">{pill}</span>'
             f'<span class="rl-status-text">{html.escape(str(text))}</span>{who}'
             f'<span class="rl-run-name">{name}</span>'
             f'<div class="rl-progress"><div style="width:{pct:.1f}%"></div></div></div>')
@@ -325,8 +326,11 @@ class Lab:
 
     def set_live(self, owner: str, run_id: str | None, lr: Any, kl_coef: Any, temperature: Any) -> str:
         """Apply the hot parameters to the session's going run. Returns a note for the status area."""
-        if not self.active(run_id) or not self.mine(owner, run_id):
+        if not self.active(run_id):
             return ""
+        if not self.mine(owner, run_id):  # a watched run of another session: refused, and said so
+            return problems_html(["this run is another session's: only its owner can change it live. Your edits "
+                                  "prepare your next run."], "Live change not applied")
         try:
             self.manager.set_live(run_id, lr=float(lr), kl_coef=float(kl_coef),
                                   temperature=float(temperature))

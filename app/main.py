@@ -19,7 +19,7 @@ from typing import Any
 
 import gradio as gr
 
-from app import chart_explain, charts, figures, samples, settings, userfiles
+from app import chart_explain, charts, figures, present, samples, settings, userfiles
 from app.chart_help import constant_notes, notes_html
 from app.lab import Lab, advice_html, diff_html, formula_markdown, next_run_html, problems_html, status_html
 from app.lessons import lessons_panel
@@ -142,7 +142,10 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                     stop_btn = gr.Button("■ Stop", variant="stop", size="md", elem_id="rl-stop")
                     reset_btn = gr.Button("↺ Reset", size="md", elem_id="rl-reset")
                     dark_btn = gr.Button("◐", size="md", elem_id="rl-dark", min_width=44, scale=0)
+                    present_btn = gr.Button("Present", size="md", elem_id="rl-present-btn", min_width=80, scale=0)
+                    room_btn = gr.Button("Room link", size="md", elem_id="rl-room-btn", min_width=120, scale=0)
                 status = _html(status_html(None), STATUS_CSS, elem_id="rl-status", label="run status")
+                room = _html("", present.ROOM_CSS, elem_id="rl-room", label="link for the room")
                 live_note = _html("", STATUS_CSS, elem_id="rl-live", label="live changes")
                 problems = _html("", NOTES_CSS, elem_id="rl-problems", label="problems")
                 checks = _html("", NOTES_CSS, elem_id="rl-checks", label="setting checks")
@@ -181,7 +184,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                         gr.Markdown("### Objective")
                         formula = gr.Markdown(formula_markdown(start_cfg), latex_delimiters=LATEX,
                                               elem_id="rl-formula", label="objective")
-                with gr.Accordion("Runs: watch, export, details", open=False):
+                with gr.Accordion("Runs: watch, export, details", open=False, elem_id="rl-runs-panel"):
                     with gr.Row():
                         watch = gr.Dropdown(choices=[], label="Watch a run", allow_custom_value=True,
                                             info="Any run on this server, without starting one.", scale=3)
@@ -435,6 +438,10 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                  request: gr.Request):
             return lab.set_live(who(owner_id, request), run_id, lr, kl_coef, temperature)
 
+        def room_link(owner_id: str | None, run_id: str | None, base: str, request: gr.Request):
+            """The presenter URL of the run shown, for attendees (app/present.py)."""
+            return present.room_html(*present.room_link(lab, who(owner_id, request), run_id, base))
+
         def export(run_id: str | None):
             path = lab.export(run_id)
             return gr.File(value=path, visible=bool(path))
@@ -461,6 +468,11 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         # dark mode in the browser only (Gradio's theme follows the `dark` class); the charts follow at the next draw
         dark_btn.click(None, js="() => { document.body.classList.toggle('dark'); "
                                 "document.querySelector('.gradio-container')?.classList.toggle('dark'); }")
+        # presenter mode in the browser only (app/present.py); the room link asks the server (it may publish the run)
+        present_btn.click(None, js="() => { window.rlPresent && window.rlPresent.toggle(); }")
+        room_btn.click(room_link, [owner, run_state, base_url], [room], **private).then(
+            None, js="() => { setTimeout(() => { const a = document.querySelector('#rl-room a'); "
+                     "if (a && navigator.clipboard) navigator.clipboard.writeText(a.href).catch(() => {}); }, 100); }")
         # Ticks are read-only and cheap: skip the queue (no SSE round trip), as trackio does.
         timer.tick(view, view_inputs, view_outputs, queue=False, api_name="tick", api_visibility="undocumented",
                    show_progress="hidden")
@@ -536,7 +548,6 @@ def launch_hint(local_url: str | None, share_url: str | None) -> str:
 
 def launch_options(manager: RunManager) -> dict[str, Any]:
     """What `demo.launch` needs besides the address: theme, CSS, and the runs folder for exports."""
-    js = f"() => {{ ({SHORTCUTS_JS.strip()})(); ({chart_explain.script().strip()})(); }}"
-    return {"theme": THEME, "css": CSS + chart_explain.CSS, "js": js,
-            "allowed_paths": [str(manager.store.root.resolve())],
-            "footer_links": ["api", "gradio"]}
+    return {"theme": THEME, "css": CSS + chart_explain.CSS,
+            "js": present.page_js(SHORTCUTS_JS, chart_explain.script()),
+            "allowed_paths": [str(manager.store.root.resolve())], "footer_links": ["api", "gradio"]}

@@ -128,6 +128,50 @@ def test_a_published_run_is_watchable_and_nobody_else_controls_it(lab):
     assert manager.wait(shared_id, 60)["state"] == "stopped"
 
 
+def post_live(url: str, client: Client, lr: float, kl_coef: float, temperature: float) -> str:
+    """The live-change endpoint (lr, beta, temperature of a going run) as the browser calls it: plain HTTP under
+    the client's session. It is private to the API docs and the client library, not to an attacker. The data
+    also claims a run id and an owner, which the server must ignore (they are server-side session state)."""
+    import urllib.request
+
+    body = json.dumps({"data": ["someone-else", "a-run-id", lr, kl_coef, temperature],
+                       "session_hash": client.session_hash}).encode()
+    req = urllib.request.Request(f"{url.rstrip('/')}/gradio_api/run/live", body,
+                                 {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())["data"][0]
+
+
+def test_live_changes_to_another_sessions_run_are_refused(lab):
+    """Shared mode: B watches A's published, running run and sends a live change (lr, beta, temperature). It is
+    refused with a reason, and A's run trains on with its own settings. A's own change lands, with the same call
+    (so the test can see a change)."""
+    manager, url, model = lab
+    a, b = Client(url, verbose=False), Client(url, verbose=False)
+    a.predict(**small(model, run_steps=200), api_name="/start")  # the shared server's cap
+    run_id = details(a)["run_id"]
+    a.predict(api_name="/publish")
+    b.predict(run_id=run_id, api_name="/watch")
+    assert details(b)["run_id"] == run_id
+    cfg = Lab(manager).config(run_id)
+    lr, beta, temp = cfg.optim.lr, cfg.kl.coef, cfg.rollout.temperature
+
+    note = post_live(url, b, 0.5, 0.9, 1.7)
+    assert "only its owner can change it live" in note
+    seen = len(manager.store.metrics(run_id))
+    poll(a, lambda d: d["records"] >= seen + 3 or finished(d))
+    rows = manager.store.metrics(run_id)
+    assert len(rows) >= seen + 3 and not [r for r in rows if r.get("live")], "B's change reached A's run"
+    assert {r["lr"] for r in rows} == {lr} and manager.status(run_id)["state"] == "running"
+
+    assert "apply from the next step" in post_live(url, a, lr / 2, beta, temp)
+    poll(a, lambda d: any(r.get("live") for r in manager.store.metrics(run_id)) or finished(d))
+    changed = [r for r in manager.store.metrics(run_id) if r.get("live")]
+    assert changed and changed[0]["live"] == {"lr": lr / 2} and changed[0]["lr"] == lr / 2
+    a.predict(api_name="/stop")
+    manager.wait(run_id, 60)
+
+
 def test_the_settings_shown_are_the_watched_runs(lab):
     """Bug 6: a tab that watches a run shows that run's settings and formula, not its own controls'."""
     manager, url, model = lab
