@@ -209,12 +209,17 @@ def downsample_indices(ys: Sequence[float], max_points: int = MAX_POINTS, minmax
 
 
 def _round(values: np.ndarray, digits: int = 5) -> list[float]:
-    """`digits` significant digits: smaller JSON, no visible change."""
+    """`digits` significant digits of each value (at most 12 decimals): smaller JSON, no visible change. Each
+    value is rounded on its own, so a trace that grows keeps its earlier points exactly (`app.chart_delta` then
+    sends only the new ones)."""
     if values.size == 0:
         return []
-    top = float(np.max(np.abs(values)))
-    decimals = digits - 1 - (int(math.floor(math.log10(top))) if top > 0 else 0)
-    return np.round(values, max(0, min(12, decimals))).tolist()
+    if values.dtype.kind in "iu":  # steps
+        return values.tolist()
+    v = values.astype(float)
+    mag = np.floor(np.log10(np.abs(v), out=np.zeros_like(v), where=(v != 0) & np.isfinite(v)))
+    scale = 10.0 ** np.clip(digits - 1 - mag, 0, 12)  # exact powers of ten
+    return (np.round(v * scale) / scale).tolist()
 
 
 def series_xy(records: Sequence[dict[str, Any]], key: str, x: str = "step") -> tuple[list, list]:

@@ -119,6 +119,11 @@ def status_html(st: dict[str, Any] | None, n_records: int = 0, mine: bool = True
             f'<div class="rl-progress"><div style="width:{pct:.1f}%"></div></div></div>')
 
 
+def _empty(version: Any) -> bool:
+    """A version of nothing to show: no samples step yet, or no step record in any run."""
+    return version is None or (isinstance(version, tuple) and not any(version))
+
+
 class SharedBuilds:
     """Built views shared by every tab, so a room watching one run builds each update once.
 
@@ -136,7 +141,8 @@ class SharedBuilds:
         now = time.monotonic()
         with self._lock:
             hit = self._items.get(key)
-            if hit is not None and (hit[1] == version or now - hit[0] < self.max_age):
+            # a build of no records is never reused for a newer version: the first point shows at once
+            if hit is not None and (hit[1] == version or (now - hit[0] < self.max_age and not _empty(hit[1]))):
                 self._items.move_to_end(key)
                 return hit[1], hit[2]
         value = build()

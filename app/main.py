@@ -29,6 +29,7 @@ from labcore import config as C
 from labcore.runner import ACTIVE, RunManager, SharedLimits
 
 TITLE = "rlhf-lab"
+FAST_TICK, FAST_TICKS = 0.2, 25  # seconds between the ticks right after Start, and at most how many of them
 TAGLINE = ("Train a tiny language model with RLHF policy-gradient algorithms and watch every part move: "
            "swap the baseline, the loss, the KL, and see the reward, KL and clipping react live.")
 WIDE = {"algorithm.recipe", "model.policy", "model.reward_model", "model.lora_targets", "run.name"}
@@ -270,9 +271,15 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                         span["value"] = steps[-1]
                     out[sample_step] = gr.update(**span)
                 new["samples"] = samples_sig
+            if new.get("fast"):  # just started: back to the normal pace once the first point is drawn
+                new["fast"] = 0 if any(chart_sig[2]) else new["fast"] - 1
+                if not new["fast"]:
+                    every = lab.pacer.interval(request.session_hash) if request is not None and \
+                        request.session_hash else 1.0
+                    out[timer] = gr.update(value=every)
             if not st or st.get("state") not in ACTIVE:
                 out[timer] = gr.update(active=False, **({"value": every} if every is not None else {}))
-            if out:
+            if out or new != (sig or {}):
                 out[sig_state] = new
             return tuple(out.get(c, gr.skip()) for c in view_outputs)
 
@@ -352,8 +359,9 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 return {problems: problems_html([str(e)], "Upload failed")}
 
         def started(owner_id: str, run_id: str) -> dict:
-            return {run_state: run_id, problems: "", checks: "", live_note: "", sig_state: {},
-                    timer: gr.Timer(active=True),
+            # poll fast until the first step record is drawn (at most FAST_TICKS ticks), then at the room's pace
+            return {run_state: run_id, problems: "", checks: "", live_note: "", sig_state: {"fast": FAST_TICKS},
+                    timer: gr.Timer(FAST_TICK, active=True),
                     status: status_html(lab.status(run_id)), **lists(owner_id, run_id)}
 
         def start(owner_id: str, current: str | None, request: gr.Request, **kw):

@@ -68,7 +68,7 @@ def _tip(sample: dict[str, Any], i: int) -> str:
         vals = sample.get(key) or []
         if i < len(vals) and vals[i] is not None:
             parts.append(f"{name} {vals[i]:.3g}")
-    return " · ".join(parts)
+    return ", ".join(parts)
 
 
 def legend_html(quantity: str, scale: float) -> str:
