@@ -24,7 +24,8 @@ const held = {
       if (!c) { this.resync(); return []; }
       const data = c.data.slice();  // new arrays for the grown traces: Plotly.react redraws what changed
       e.traces.forEach((i, j) => {
-        data[i] = {...data[i], x: data[i].x.concat(e.x[j]), y: data[i].y.concat(e.y[j])};
+        const k = e.keep[j];  // the old points that stay (a downsampled trace redoes its last bucket)
+        data[i] = {...data[i], x: data[i].x.slice(0, k).concat(e.x[j]), y: data[i].y.slice(0, k).concat(e.y[j])};
       });
       c.data = data;
       if (!ids.includes(e.id)) ids.push(e.id);

@@ -25,12 +25,16 @@ def fig(xs, ys, title="Reward", mode="lines"):
 def test_chart_delta_appends_only_new_points_and_resends_a_changed_chart():
     assert chart_delta.chart_delta(fig([1, 2], [0.1, 0.2]), fig([1, 2], [0.1, 0.2])) is None
     grown = chart_delta.chart_delta(fig([1, 2], [0.1, 0.2]), fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4]))
-    assert grown == {"id": "reward", "traces": [0], "x": [[3, 4]], "y": [[0.3, 0.4]]}
-    for changed in (fig([1, 2, 3], [0.1, 0.2, 0.3], title="KL"),       # layout
-                    fig([1, 2, 3], [0.1, 0.2, 0.3], mode="markers"),   # a trace's style
-                    fig([1, 3, 4], [0.1, 0.3, 0.4]),                   # a point moved (downsampling)
-                    fig([1, 2, 3], [0.1, 0.25, 0.3])):                 # a value changed
-        assert chart_delta.chart_delta(fig([1, 2], [0.1, 0.2]), changed) == {"full": changed}
+    assert grown == {"id": "reward", "traces": [0], "keep": [2], "x": [[3, 4]], "y": [[0.3, 0.4]]}
+    # the last point redone (a downsampled trace's last bucket): keep the rest, send the tail
+    redone = chart_delta.chart_delta(fig([1, 2, 3], [0.1, 0.2, 0.3]), fig([1, 2, 4, 6], [0.1, 0.2, 0.35, 0.5]))
+    assert redone == {"id": "reward", "traces": [0], "keep": [2], "x": [[4, 6]], "y": [[0.35, 0.5]]}
+    before = fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4])
+    for changed in (fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], title="KL"),       # layout
+                    fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], mode="markers"),   # a trace's style
+                    fig([1, 3, 5, 7], [0.1, 0.3, 0.5, 0.7]),                   # most points moved (buckets doubled)
+                    fig([1, 2, 3, 4], [0.15, 0.2, 0.3, 0.4])):                 # the first value changed
+        assert chart_delta.chart_delta(before, changed) == {"full": changed}
     held, v = chart_delta.apply({}, None, chart_delta.full_payload([fig([1], [0.1])], "a"))
     held, v = chart_delta.apply(held, v, chart_delta.delta_payload([fig([1], [0.1])], [fig([1, 2], [0.1, 0.2])],
                                                                    "a", "b"))
@@ -87,3 +91,23 @@ def test_a_tick_during_a_run_sends_only_the_new_steps(tmp_path, default_records)
     assert kinds[0] == "full"
     assert max(sizes) < 20 * 1024, f"tick payloads {sizes} bytes"
     manager.shutdown()
+
+
+def test_a_long_runs_downsampled_charts_grow_by_their_last_bucket():
+    """Past MAX_POINTS steps the traces are downsampled; their buckets are fixed from the first step, so three new
+    steps change the last bucket only: the delta is small, and applied it gives the full figures."""
+    import math
+
+    def rec(s):
+        return {"step": s, "time": 0.3 * s, "reward/mean": math.sin(s / 9), "kl/mean": 0.001 * s,
+                "entropy/mean": 1 / s}
+
+    old = orjson.loads(orjson.dumps(figures.build_figures([figures.RunView("r", "", [rec(s) for s in range(1, 1201)])])))
+    new = orjson.loads(orjson.dumps(figures.build_figures([figures.RunView("r", "", [rec(s) for s in range(1, 1204)])])))
+    assert max(len(t["x"]) for f in new for t in f["data"]) > 200, "downsampled, not empty"
+    payload = chart_delta.delta_payload(old, new, "a", "b")
+    held, _ = chart_delta.apply({}, None, chart_delta.full_payload(old, "a"))
+    held, _ = chart_delta.apply(held, "a", payload)
+    assert {k: c["data"] for k, c in held.items()} == {f["id"]: f["data"] for f in new}
+    assert not orjson.loads(payload)["charts"], "no chart resent whole"
+    assert len(payload) < 2048, len(payload)
