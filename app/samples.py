@@ -199,7 +199,7 @@ SAMPLES_CSS = """
 .rl-prompt { color: var(--body-text-color-subdued); margin: 0 6px 0 4px; }
 .rl-tok { position: relative; display: inline-flex; flex-direction: column; align-items: center; padding: 1px 3px;
   border-radius: 3px; white-space: pre; color: var(--body-text-color); cursor: pointer; outline: none; }
-.rl-tok small { font-size: 10.5px; line-height: 1.1; color: var(--body-text-color-subdued); font-family: var(--font); }
+.rl-tok small { font-size: 10.5px; line-height: 1.1; color: inherit; opacity: 0.8; font-family: var(--font); }
 /* the lab's "Values under tokens" checkbox, unticked: no numbers (CSS only: no round trip) */
 body:has(#rl-token-values input:not(:checked)) & .rl-tok small { display: none; }
 .rl-tok:focus { box-shadow: 0 0 0 2px var(--color-accent); }
