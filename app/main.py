@@ -169,7 +169,8 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                                                     info="Look back at an earlier step, or click a chart point.",
                                                     scale=2)
                         with gr.Row():  # the group view's options (app/samples.py): values as text, pages
-                            gr.Checkbox(True, label="Values under tokens", elem_id="rl-token-values", scale=2, interactive=True,
+                            gr.Checkbox(True, label="Values under tokens", elem_id="rl-token-values", scale=2,
+                                        interactive=True,  # CSS reads it (app/samples.py): no event, no round trip
                                         info="Each token's number printed under it; tap a token to pin all.")
                             sample_page = gr.Number(1, precision=0, minimum=1, label="Page of groups", scale=1,
                                                     elem_id="rl-sample-page")
