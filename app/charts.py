@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import orjson  # a gradio dependency; ~10x faster than json for the chart payload
 import plotly
+
+from app import chart_delta
+from app.chart_stream import HELD_JS
 
 PLOTLY_JS = Path(plotly.__file__).resolve().parent / "package_data" / "plotly.min.js"
 
@@ -39,7 +41,7 @@ CSS = """
 # one per task (setTimeout 0), so typing and clicks are handled between them instead of waiting for all nine;
 # a chart scrolled out of view keeps its latest figure and is drawn when it comes back (its first draw is
 # immediate, so every chart exists from the start).
-JS_ON_LOAD = """
+JS_ON_LOAD = HELD_JS + """
 const grid = element.querySelector('[data-rl-charts]');
 const divs = {}, pending = {}, visible = new Set();
 let queued = null;
@@ -63,6 +65,7 @@ function pump() {
   // restyle a layout (larger type in presenter mode or full screen: app/present.py).
   const layout = window.rlChartLayout ? window.rlChartLayout(id, chart.layout) : chart.layout;
   window.Plotly.react(divs[id], chart.data, layout, config);
+  if (!divs[id].dataset.drawn) divs[id].on('plotly_click', ev => pick(id, ev));
   divs[id].dataset.drawn = '1';
   schedule();
 }
@@ -76,7 +79,7 @@ function draw() {
   try { spec = JSON.parse(props.value || '{"charts": []}'); } catch (e) { return; }
   const dark = document.body.classList.contains('dark') ||
                !!document.querySelector('.gradio-container.dark, .dark .gradio-container');
-  for (const chart of spec.charts || []) {
+  for (const chart of held.take(spec)) {
     if (dark) {  // the figures are built for a light page; lighten the text on a dark one
       chart.layout.font = {...chart.layout.font, color: '#cbd5e1'};
       if (chart.layout.title && chart.layout.title.font) chart.layout.title.font.color = '#f1f5f9';
@@ -105,9 +108,9 @@ def head() -> str:
     return f'<script src="gradio_api/file={PLOTLY_JS.as_posix()}"></script>'
 
 
-def encode(figures: list[dict[str, Any]]) -> str:
-    """The component's value for a list of figures from `app.figures.build_figures`."""
-    return orjson.dumps({"charts": figures}).decode()
+def encode(figures: list[dict[str, Any]], version: str = "") -> str:
+    """The component's value for a list of figures from `app.figures.build_figures`: all of them, whole."""
+    return chart_delta.full_payload(figures, version)
 
 
 def chart_grid(value: str, **kwargs: Any) -> gr.HTML:

@@ -3,7 +3,7 @@
 A chart is a list of `Series` (metric keys) drawn for one or more runs. Each series is smoothed with the
 debiased exponential moving average TensorBoard uses (the raw line stays, faint), then downsampled server-side
 to at most `MAX_POINTS` points per trace (min/max buckets for the raw line, so spikes survive; an even stride
-for the smooth one). One run: each series has its own colour. Several runs (compare): each run has its colour (`RunView.color`,
+for the smooth one; buckets fixed from the first step, so a growing trace keeps its earlier points). One run: each series has its own colour. Several runs (compare): each run has its colour (`RunView.color`,
 given by `assign_colors`: by creation order, distinct on screen), and series are told apart by dash.
 
 Every layout carries a constant `uirevision`, so `Plotly.react` keeps the user's zoom and hidden traces
@@ -191,22 +191,30 @@ def ema(values: Sequence[float], weight: float) -> list[float]:
 def downsample_indices(ys: Sequence[float], max_points: int = MAX_POINTS, minmax: bool = True) -> np.ndarray:
     """Indices to keep, in order, at most `max_points`, always the first and the last.
 
-    minmax: the smallest and the largest value of each bucket (spikes survive); else an even stride.
+    minmax: the smallest and the largest value of each bucket (spikes survive); else one point per bucket.
+    Buckets are `size` points wide, `size` a power of two, from the start: as a run grows, every bucket but the
+    last keeps its points until `size` doubles, so a live chart's earlier points stay put (`app.chart_delta`
+    then resends only the tail).
     """
     n = len(ys)
     if n <= max_points:
         return np.arange(n)
+    per_bucket = 2 if minmax else 1
+    buckets = max(1, (max_points - 2) // per_bucket)
+    size = 1 << max(0, math.ceil(math.log2((n - 2) / buckets)))
+    while math.ceil((n - 2) / size) > buckets:  # float rounding at an exact power of two
+        size *= 2
     if not minmax:
-        return np.round(np.linspace(0, n - 1, max_points)).astype(int)  # distinct: the stride is > 1
-    buckets = max(1, (max_points - 2) // 2)
+        idx = np.arange(1, n - 1, size)
+        return np.concatenate(([0], idx[idx > 0], [n - 1]))
     inner = np.asarray(ys[1:-1], dtype=float)
-    size = math.ceil(len(inner) / buckets)
-    padded = np.full(buckets * size, np.nan)
+    count = math.ceil(len(inner) / size)
+    padded = np.full(count * size, np.nan)
     padded[: len(inner)] = inner
-    grid = padded.reshape(buckets, size)
+    grid = padded.reshape(count, size)
     full = ~np.all(np.isnan(grid), axis=1)
     grid = grid[full]
-    offsets = np.arange(buckets)[full] * size + 1
+    offsets = np.arange(count)[full] * size + 1
     lo = np.nanargmin(grid, axis=1) + offsets
     hi = np.nanargmax(grid, axis=1) + offsets
     idx = np.sort(np.concatenate(([0], lo, hi, [n - 1])))
@@ -214,12 +222,17 @@ def downsample_indices(ys: Sequence[float], max_points: int = MAX_POINTS, minmax
 
 
 def _round(values: np.ndarray, digits: int = 5) -> list[float]:
-    """`digits` significant digits: smaller JSON, no visible change."""
+    """`digits` significant digits of each value (at most 12 decimals): smaller JSON, no visible change. Each
+    value is rounded on its own, so a trace that grows keeps its earlier points exactly (`app.chart_delta` then
+    sends only the new ones)."""
     if values.size == 0:
         return []
-    top = float(np.max(np.abs(values)))
-    decimals = digits - 1 - (int(math.floor(math.log10(top))) if top > 0 else 0)
-    return np.round(values, max(0, min(12, decimals))).tolist()
+    if values.dtype.kind in "iu":  # steps
+        return values.tolist()
+    v = values.astype(float)
+    mag = np.floor(np.log10(np.abs(v), out=np.zeros_like(v), where=(v != 0) & np.isfinite(v)))
+    scale = 10.0 ** np.clip(digits - 1 - mag, 0, 12)  # exact powers of ten
+    return (np.round(v * scale) / scale).tolist()
 
 
 def series_xy(records: Sequence[dict[str, Any]], key: str, x: str = "step") -> tuple[list, list]:

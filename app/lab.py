@@ -17,11 +17,12 @@ import math
 import tempfile
 import threading
 import time
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from app import charts, figures, samples, settings
+from app import chart_delta, figures, samples, settings
 from labcore import config as C
 from labcore.algorithms import RECIPES, advice, describe_parts
 from labcore.runner import ACTIVE, RunManager
@@ -119,6 +120,11 @@ def status_html(st: dict[str, Any] | None, n_records: int = 0, mine: bool = True
             f'<div class="rl-progress"><div style="width:{pct:.1f}%"></div></div></div>')
 
 
+def _empty(version: Any) -> bool:
+    """A version of nothing to show: no samples step yet, or no step record in any run."""
+    return version is None or (isinstance(version, tuple) and not any(version))
+
+
 class SharedBuilds:
     """Built views shared by every tab, so a room watching one run builds each update once.
 
@@ -136,7 +142,8 @@ class SharedBuilds:
         now = time.monotonic()
         with self._lock:
             hit = self._items.get(key)
-            if hit is not None and (hit[1] == version or now - hit[0] < self.max_age):
+            # a build of no records is never reused for a newer version: the first point shows at once
+            if hit is not None and (hit[1] == version or (now - hit[0] < self.max_age and not _empty(hit[1]))):
                 self._items.move_to_end(key)
                 return hit[1], hit[2]
         value = build()
@@ -194,6 +201,8 @@ class TickPacer:
 class Lab:
     """The lab's actions for one server: start, pause, step, stop, watch, compare, export."""
 
+    HELD = 48  # recent chart builds kept, so a tab a few versions behind still gets a delta
+
     def __init__(self, manager: RunManager, shared: bool = False, tick_budget: float = 12.0):
         self.manager, self.store, self.shared = manager, manager.store, shared
         self.pacer = TickPacer(tick_budget)
@@ -201,6 +210,9 @@ class Lab:
         self._numbers: dict[str, int | None] = {}
         self._columns: dict[str, figures.Columns] = {}  # per run, read incrementally tick after tick
         self._charts = SharedBuilds()
+        self._held: collections.OrderedDict[tuple, list] = collections.OrderedDict()  # (key, version) -> figures
+        self._held_lock = threading.Lock()
+        self._payloads = SharedBuilds(max_age=0.0, size=256)  # full and delta JSON, built once for all tabs
         self._samples = SharedBuilds()
 
     # -------------------------------------------------------------------------------------------- runs
@@ -379,27 +391,76 @@ class Lab:
         return self._numbers[run_id]
 
     def charts_payload(self, run_id: str | None, compare: list[str] | None, smoothing: float,
-                       x: str) -> tuple[list, str]:
-        """(signature, chart-grid JSON) for these runs and view settings, shared by every tab (see SharedBuilds)."""
+                       x: str, since: list | None = None) -> tuple[list, str]:
+        """(signature, chart-grid JSON) for these runs and view settings, shared by every tab (see SharedBuilds).
+
+        `since`: the signature of what this tab last received. When it shows the same runs with the same view
+        settings, and those figures are still held, the JSON is only what changed since (`app.chart_delta`):
+        during a run, the new points."""
         views = self.run_views(run_id, compare)
         key = (run_id, tuple(v.run_id for v in views), float(smoothing), x)
         version = tuple(len(v.records) for v in views)
-        used, payload = self._charts.get(key, version,
-                                         lambda: charts.encode(figures.build_figures(views, smoothing, x)))
-        return [*key[:2], list(used), *key[2:]], payload
 
-    def samples_view(self, run_id: str | None, step: int | None, quantity: str) -> tuple[int, str, list, list]:
-        """(version, coloured HTML, table rows, logged steps) of the samples at `step` (None: the latest),
-        shared across tabs like the charts."""
+        def build():
+            figs = figures.build_figures(views, smoothing, x)
+            with self._held_lock:
+                self._held[(key, version)] = figs
+                while len(self._held) > self.HELD:
+                    self._held.popitem(last=False)
+            return figs
+
+        used, figs = self._charts.get(key, version, build)
+        sig = [*key[:2], list(used), *key[2:]]
+        tag = f"{zlib.crc32(repr(key).encode()):08x}:" + "-".join(map(str, used))
+        base = self._base(key, since)
+        with self._held_lock:
+            old = self._held.get((key, base)) if base is not None else None
+        if base == tuple(used):  # the tab holds these already (a tick that sends nothing, in practice)
+            return sig, chart_delta.delta_payload([], [], tag, tag)
+        if old is None:
+            return sig, self._payloads.get(("full", key), tuple(used), lambda: chart_delta.full_payload(figs, tag))[1]
+        since_tag = f"{zlib.crc32(repr(key).encode()):08x}:" + "-".join(map(str, base))
+        return sig, self._payloads.get(("delta", key, base), tuple(used),
+                                       lambda: chart_delta.delta_payload(old, figs, since_tag, tag))[1]
+
+    @staticmethod
+    def _base(key: tuple, since: list | None) -> tuple | None:
+        """The record counts a tab holds if its last signature `since` is of these runs and view settings."""
+        if not since or len(since) != 5:
+            return None
+        run_id, ids, used, smoothing, x = since
+        same = run_id == key[0] and tuple(ids or ()) == key[1] and float(smoothing) == key[2] and x == key[3]
+        return tuple(used) if same else None
+
+    def samples_view(self, run_id: str | None, step: int | None, quantity: str,
+                     page: int | None = 1) -> tuple[int, str, list, list]:
+        """(version, grouped HTML, table rows, logged steps) of the samples at `step` (None: the latest), page
+        `page` of its groups (app.samples), shared across tabs like the charts."""
         steps = self.samples_at(run_id, None)[1] if run_id else []
         version = steps[-1] if step is None and steps else step
+        page = max(1, int(page or 1))
 
         def build():
             rows, _ = self.samples_at(run_id, step)
-            return samples.samples_html(rows, quantity), samples.samples_rows(rows), steps
+            book = samples.pages(rows)
+            on_page = [s for g in book[min(page, len(book)) - 1] for s in g] if book else []
+            return samples.samples_html(rows, quantity, page), samples.samples_rows(on_page), steps
 
-        used, (page, table, at) = self._samples.get((run_id, step is None, quantity), version, build)
-        return used, page, table, at
+        used, (shown, table, at) = self._samples.get((run_id, step is None, quantity, page), version, build)
+        return used, shown, table, at
+
+    def step_at(self, run_id: str | None, x: Any, axis: str) -> int | None:
+        """The step of a chart's x value: the step itself, or the step whose record's time is nearest."""
+        if not run_id or not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
+            return None
+        if axis == "step":
+            return int(round(x))
+        try:
+            records = self.store.metrics(run_id)
+        except (ValueError, OSError):
+            return None
+        timed = [r for r in records if isinstance(r.get("time"), (int, float)) and "step" in r]
+        return min(timed, key=lambda r: abs(r["time"] - x))["step"] if timed else None
 
     def samples_at(self, run_id: str | None, step: int | None) -> tuple[list[dict[str, Any]], list[int]]:
         if not run_id:

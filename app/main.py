@@ -30,6 +30,7 @@ from labcore import config as C
 from labcore.runner import ACTIVE, RunManager, SharedLimits
 
 TITLE = "rlhf-lab"
+FAST_TICK, FAST_TICKS = 0.2, 25  # seconds between the ticks right after Start, and at most how many of them
 TAGLINE = ("Train a tiny language model with RLHF policy-gradient algorithms and watch every part move: "
            "swap the baseline, the loss, the KL, and see the reward, KL and clipping react live.")
 WIDE = {"algorithm.recipe", "model.policy", "model.reward_model", "model.lora_targets", "run.name"}
@@ -174,7 +175,14 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                                                 value="advantage", label="Colour tokens by", scale=3)
                             follow = gr.Checkbox(True, label="Follow the latest step", scale=1)
                             sample_step = gr.Slider(0, 1, value=0, step=1, label="Step",
-                                                    info="Look back at an earlier step.", scale=2)
+                                                    info="Look back at an earlier step, or click a chart point.",
+                                                    scale=2)
+                        with gr.Row():  # the group view's options (app/samples.py): values as text, pages
+                            gr.Checkbox(True, label="Values under tokens", elem_id="rl-token-values", scale=2,
+                                        interactive=True,  # CSS reads it (app/samples.py): no event, no round trip
+                                        info="Each token's number printed under it; tap a token to pin all.")
+                            sample_page = gr.Number(1, precision=0, minimum=1, label="Page of groups", scale=1,
+                                                    elem_id="rl-sample-page")
                         samples_view = _html(samples.samples_html([]), samples.SAMPLES_CSS,
                                              elem_id="rl-samples")
                         samples_table = gr.Dataframe(headers=samples.SAMPLE_HEADERS, value=[],
@@ -202,7 +210,8 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         # ====================================================================================== events
         ctl = list(controls.values())
         ctl_kwargs = {settings.param_name(k): c for k, c in controls.items()}
-        view_inputs = [owner, run_state, compare, smoothing, xaxis, quantity, follow, sample_step, sig_state]
+        view_inputs = [owner, run_state, compare, smoothing, xaxis, quantity, follow, sample_step, sig_state,
+                       sample_page]
         view_outputs = [grid, status, timer, samples_view, samples_table, sample_step, sig_state, pause_btn,
                         watch, runs_table, details]  # details last: load tests read the tick's last output
         private = {"api_visibility": "private", "show_progress": "hidden"}
@@ -231,7 +240,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
             return {watch: gr.Dropdown(choices=choices, value=run_id if run_id else None),
                     runs_table: lab.run_table(owner_id, run_id, overlay)}
 
-        def view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig, force=False,
+        def view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig, page=1, force=False,
                  request: gr.Request = None):
             """One tick: redraw what changed since `sig`; gr.skip() for the rest (for all, if nothing did)."""
             st = lab.status(run_id)
@@ -240,7 +249,8 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
             every = lab.pacer.update(request.session_hash) if request is not None and request.session_hash else None
             if every is not None:  # a timer tick in a room that grew or shrank: tick at the new pace
                 out[timer] = gr.update(value=every)
-            chart_sig, payload = lab.charts_payload(run_id, compare_ids, smooth, x)
+            chart_sig, payload = lab.charts_payload(run_id, compare_ids, smooth, x,
+                                                    None if force else new.get("charts"))  # only what changed
             chart_sig = json.loads(json.dumps(chart_sig))  # as the session's state stores it
             if force or chart_sig != new.get("charts"):
                 out[grid] = payload
@@ -259,10 +269,11 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                     out[pause_btn] = gr.update(value="▶ Resume" if paused else "Pause")
                     new["paused"] = paused
                 new["status"] = status_sig
-            version, page, table, steps = lab.samples_view(run_id, None if follow_latest else int(at_step or 0), qty)
-            samples_sig = [run_id, version, qty, follow_latest, len(steps)]
+            version, shown_html, table, steps = lab.samples_view(run_id, None if follow_latest else int(at_step or 0),
+                                                                 qty, page)
+            samples_sig = [run_id, version, qty, follow_latest, len(steps), page]
             if force or samples_sig != new.get("samples"):
-                out[samples_view] = page
+                out[samples_view] = shown_html
                 out[samples_table] = table
                 if steps:
                     span = {"minimum": min(steps[0], steps[-1] - 1), "maximum": steps[-1]}
@@ -270,15 +281,21 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                         span["value"] = steps[-1]
                     out[sample_step] = gr.update(**span)
                 new["samples"] = samples_sig
+            if new.get("fast"):  # just started: back to the normal pace once the first point is drawn
+                new["fast"] = 0 if any(chart_sig[2]) else new["fast"] - 1
+                if not new["fast"]:
+                    every = lab.pacer.interval(request.session_hash) if request is not None and \
+                        request.session_hash else 1.0
+                    out[timer] = gr.update(value=every)
             if not st or st.get("state") not in ACTIVE:
                 out[timer] = gr.update(active=False, **({"value": every} if every is not None else {}))
-            if out:
+            if out or new != (sig or {}):
                 out[sig_state] = new
             return tuple(out.get(c, gr.skip()) for c in view_outputs)
 
-        def redraw(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig,
+        def redraw(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, sig, page=1,
                    request: gr.Request = None):
-            return view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, {}, force=True,
+            return view(owner_id, run_id, compare_ids, smooth, x, qty, follow_latest, at_step, {}, page, force=True,
                         request=request)
 
         def on_load(secret: str, request: gr.Request):
@@ -355,8 +372,9 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 return {problems: problems_html([str(e)], "Upload failed")}
 
         def started(owner_id: str, run_id: str) -> dict:
-            return {run_state: run_id, problems: "", checks: "", live_note: "", sig_state: {},
-                    timer: gr.Timer(active=True),
+            # poll fast until the first step record is drawn (at most FAST_TICKS ticks), then at the room's pace
+            return {run_state: run_id, problems: "", checks: "", live_note: "", sig_state: {"fast": FAST_TICKS},
+                    timer: gr.Timer(FAST_TICK, active=True),
                     status: status_html(lab.status(run_id)), **lists(owner_id, run_id)}
 
         def start(owner_id: str, current: str | None, request: gr.Request, **kw):
@@ -430,9 +448,25 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         def pick_overlay(owner_id: str | None, rows: list[list[Any]] | None, request: gr.Request):
             return lab.overlay_ids(who(owner_id, request), rows)
 
-        def pick_step(run_id, qty, at_step):
-            rows, _ = lab.samples_at(run_id, int(at_step))
-            return False, samples.samples_html(rows, qty), samples.samples_rows(rows)
+        def pick_step(run_id, qty, at_step, page):
+            _, shown_html, table, _ = lab.samples_view(run_id, int(at_step), qty, page)
+            return False, shown_html, table
+
+        def pick_page(run_id, qty, follow_latest, at_step, page):
+            _, shown_html, table, _ = lab.samples_view(run_id, None if follow_latest else int(at_step or 0), qty,
+                                                       page)
+            return shown_html, table
+
+        def pick_point(run_id, x_axis, qty, evt: gr.EventData):
+            """A click on a chart point (the grid's `select`): the samples of that step, or of the last logged
+            step before it, and the view stops following the latest step."""
+            at = lab.step_at(run_id, (getattr(evt, "_data", None) or {}).get("index"), x_axis)
+            if at is None:
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            logged = [s for s in lab.samples_at(run_id, None)[1] if s <= at]
+            shown = logged[-1] if logged else at
+            _, shown_html, table, _ = lab.samples_view(run_id, shown, qty, 1)
+            return False, gr.update(value=shown), 1, shown_html, table
 
         def live(owner_id: str, run_id: str | None, lr: Any, kl_coef: Any, temperature: Any,
                  request: gr.Request):
@@ -478,8 +512,15 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                    show_progress="hidden")
         gr.on([smoothing.change, xaxis.change, compare.change, quantity.change, follow.input], redraw,
               view_inputs, view_outputs, concurrency_limit=None, trigger_mode="always_last", **private)
-        sample_step.release(pick_step, [run_state, quantity, sample_step],
+        sample_step.release(pick_step, [run_state, quantity, sample_step, sample_page],
                             [follow, samples_view, samples_table], **private)
+        sample_page.input(pick_page, [run_state, quantity, follow, sample_step, sample_page],
+                          [samples_view, samples_table], trigger_mode="always_last", **private)
+        # the chart grid (app/charts.py): a click on a point shows that step's samples; a client that missed a
+        # tick's delta asks for every chart again
+        grid.select(pick_point, [run_state, xaxis, quantity], [follow, sample_step, sample_page, samples_view,
+                                                               samples_table], **private)
+        grid.submit(redraw, view_inputs, view_outputs, concurrency_limit=None, **private)
 
         preset.input(pick_preset, [preset], [*ctl, preset_note, problems], **private).then(**derived_io)
         controls["algorithm.recipe"].input(pick_recipe, None, [*ctl, preset, preset_note],

@@ -65,38 +65,43 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--ticks", type=int, default=100)
+    ap.add_argument("--overlays", type=int, default=2, help="finished runs overlaid on the charts (at most 2)")
+    ap.add_argument("--per-tick", type=int, default=1, help="new step records between two ticks")
     args = ap.parse_args(argv)
 
     manager = RunManager(tempfile.mkdtemp(prefix="rlhf-lab-bench-"))
     run_id = fake_run(manager, args.steps, "grpo", 0)
-    others = [fake_run(manager, args.steps, r, i + 1, "done") for i, r in enumerate(("dapo", "rloo"))]
+    others = [fake_run(manager, args.steps, r, i + 1, "done") for i, r in enumerate(("dapo", "rloo")[:args.overlays])]
     view = tick_handler(build_demo(manager))
     rng = random.Random(9)
     inputs = ["bench", run_id, others, 0.6, "step", "advantage", True, 0]
 
-    sig, times, sizes = {}, [], []
+    sig, times, sizes, totals = {}, [], [], []
     out = view(*inputs, sig)  # warm the run store's incremental readers
+    sig = out[6] if isinstance(out[6], dict) else sig
     for i in range(args.ticks):
-        step = args.steps + i + 1
-        manager.store.append(run_id, record(step, rng), samples(step, rng) if step % 10 == 0 else [])
+        for k in range(args.per_tick):
+            step = args.steps + i * args.per_tick + k + 1
+            manager.store.append(run_id, record(step, rng), samples(step, rng) if step % 10 == 0 else [])
+        time.sleep(0.51)  # ticks are ~1 s apart: tabs share a build younger than 0.5 s (app.lab.SharedBuilds)
         t = time.perf_counter()
         out = view(*inputs, sig)
         times.append((time.perf_counter() - t) * 1000)
         sig = out[6] if isinstance(out[6], dict) else sig
         if isinstance(out[0], str):
             sizes.append(len(out[0]))
+        totals.append(sum(len(o) if isinstance(o, str) else len(json.dumps(o, default=str))
+                          for o in out if type(o).__name__ != "SkipUpdate"))
     t = time.perf_counter()
     idle = view(*inputs, sig)
     idle_ms = (time.perf_counter() - t) * 1000
 
     times.sort()
     p95 = times[min(len(times) - 1, int(0.95 * len(times)))]
-    last = json.loads(out[0])["charts"] if isinstance(out[0], str) else []
-    points = max((len(tr["x"]) for c in last for tr in c["data"]), default=0)
-    print(f"tick with new data ({args.steps}+ steps, 1 run + 2 overlaid, 9 charts): "
-          f"median {statistics.median(times):.1f} ms, p95 {p95:.1f} ms over {len(times)} ticks")
-    print(f"payload per tick: {statistics.median(sizes) / 1024:.0f} KiB of JSON; "
-          f"at most {points} points per trace")
+    print(f"tick with new data ({args.steps}+ steps, {args.per_tick} new a tick, 1 run + {len(others)} overlaid, "
+          f"9 charts): median {statistics.median(times):.1f} ms, p95 {p95:.1f} ms over {len(times)} ticks")
+    print(f"chart payload per tick: median {statistics.median(sizes) / 1024:.1f} KiB, max {max(sizes) / 1024:.1f} "
+          f"KiB of JSON; whole tick (every output sent): median {statistics.median(totals) / 1024:.1f} KiB")
     skipped = all(type(o).__name__ == "SkipUpdate" or o == {"__type__": "update"} for o in idle)
     print(f"tick without new data: {idle_ms:.2f} ms ({'all outputs skipped' if skipped else 'NOT skipped'})")
     manager.shutdown()

@@ -189,7 +189,8 @@ class RunConfig:
     grad_variance: bool = _f(True, "Estimate the policy-gradient variance (costs about one extra forward and backward; "
                                    "off by default for models other than the built-in one).")
     grad_variance_every: int = _f(5, "Estimate the gradient variance every N steps (its cost is then spread out).", within=AT_LEAST_1)
-    log_samples: int = _f(16, "Completions kept per step for the samples table.", within=NON_NEGATIVE)
+    log_samples: int = _f(64, "Completions kept per step for the samples view (rounded up to whole groups).",
+                          within=NON_NEGATIVE)
     save_every: int = _f(0, "Save a checkpoint (adapter and trainer state) in the run folder every N steps; one is "
                             "always saved at the end. 0 = only at the end.", within=Range(0, hint="0 saves only at the end"))
     resume: str = _f("", "Continue the run in this run folder from its checkpoint (its step, optimiser and random "

@@ -204,15 +204,18 @@ class RunStore:
 
 
 def sample_records(step: int, prompts: list[str], completions: list[str], tokens: list[list[str]],
-                   rewards: list[float], eos: list[bool], per_token: dict[str, list[list[float]]]) -> list[dict]:
+                   rewards: list[float], eos: list[bool], per_token: dict[str, list[list[float]]],
+                   group_size: int = 1) -> list[dict]:
     """The samples table's rows for one step: each completion with its per-token figures (`per_token`: name ->
     one list per completion, already cut to its length), rounded to 4 digits as they are stored. The advantage
-    column is the mean of the completion's token advantages."""
+    column is the mean of the completion's token advantages; `group` is the prompt's index in the batch
+    (completions come `group_size` to a prompt, in order)."""
     out = []
     for i, toks in enumerate(tokens):
         figures = {name: [round(v, 4) for v in rows[i]] for name, rows in per_token.items()}
         adv = per_token.get("adv", [[]] * len(tokens))[i]
-        out.append({"step": step, "prompt": prompts[i], "completion": completions[i], "tokens": toks,
+        out.append({"step": step, "group": i // max(1, group_size), "prompt": prompts[i],
+                    "completion": completions[i], "tokens": toks,
                     "reward": round(rewards[i], 4), "advantage": round(sum(adv) / len(adv), 4) if adv else 0.0,
                     "eos": bool(eos[i]), **figures})
     return out

@@ -631,9 +631,9 @@ class Trainer:
         return m
 
     def samples(self, rows, batch, old, kl_t, scores, adv, new_logp, K) -> list[dict[str, Any]]:
-        """The first run.log_samples completions with their per-token figures, for the UI's sample view
-        (formatted by `runstore.sample_records`)."""
-        n = min(self.cfg.run.log_samples, batch.mask.size(0))
+        """The first run.log_samples completions, rounded up to whole groups of K (the samples view shows a group
+        under its prompt), with their per-token figures (formatted by `runstore.sample_records`)."""
+        n = min(-(-self.cfg.run.log_samples // K) * K, batch.mask.size(0))
         lengths = batch.lengths[:n].long().tolist()
         ratio = (new_logp[:n] - old.logp[:n]).exp() if new_logp is not None else torch.ones_like(old.logp[:n])
         per_token = {name: [row[:L] for row, L in zip(t[:n].tolist(), lengths)]  # one copy, not per value
@@ -643,7 +643,7 @@ class Trainer:
         return sample_records(self.step_count, [rewards.as_text(rows[i // K]["prompt"]) for i in range(n)],
                               self.completions(batch.completion_ids[:n]),
                               [self.tok.convert_ids_to_tokens(ids[i][:L]) for i, L in enumerate(lengths)],
-                              scores[:n].tolist(), batch.eos[:n].tolist(), per_token)
+                              scores[:n].tolist(), batch.eos[:n].tolist(), per_token, group_size=K)
 
 
 def _mean_dicts(ds: list[dict[str, float]]) -> dict[str, float]:

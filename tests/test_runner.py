@@ -183,5 +183,8 @@ def test_sample_records_hand_values():
 
     rows = sample_records(3, ["1 + 1 ="], ["2"], [["2", "</s>"]], [1.23456], [True],
                           {"adv": [[0.5, 1.0]], "logp": [[-0.123456, -1.0]]})
-    assert rows == [{"step": 3, "prompt": "1 + 1 =", "completion": "2", "tokens": ["2", "</s>"], "reward": 1.2346,
-                     "advantage": 0.75, "eos": True, "adv": [0.5, 1.0], "logp": [-0.1235, -1.0]}]
+    assert rows == [{"step": 3, "group": 0, "prompt": "1 + 1 =", "completion": "2", "tokens": ["2", "</s>"],
+                     "reward": 1.2346, "advantage": 0.75, "eos": True, "adv": [0.5, 1.0], "logp": [-0.1235, -1.0]}]
+    rows = sample_records(3, ["a"] * 2 + ["b"] * 2, ["x"] * 4, [["x"]] * 4, [0.0] * 4, [True] * 4,
+                          {"adv": [[0.0]] * 4}, group_size=2)
+    assert [r["group"] for r in rows] == [0, 0, 1, 1], "completions come K to a prompt, in order"

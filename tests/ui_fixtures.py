@@ -63,7 +63,7 @@ def watch(i):
             stop.wait(0.05)
             continue
         try:
-            out, size = post(conn, "tick", ["", None, [], 0.6, "step", "advantage", True, 1, None], session)
+            out, size = post(conn, "tick", ["", None, [], 0.6, "step", "advantage", True, 1, None, 1], session)
             details = out[-1] if isinstance(out[-1], dict) and "records" in out[-1] else None
             seen.append([run_id, details["records"] if details else -1, size, every])
             for o in out:  # the timer's update: {"__type__": "update", "value": seconds[, "active": ...]}

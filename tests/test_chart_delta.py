@@ -1,0 +1,113 @@
+"""A tick sends what changed (issue 13): the new points of the charts, not every figure again.
+
+Hand figures for `chart_delta`, then the lab's own tick handler on a run that grows as a default run does (the
+step records of a real tiny GRPO run, added a few at a time between ticks): after the first full payload each
+tick is an append of only the new steps, a few KiB, and a client that applies them holds exactly the charts a
+full payload would draw.
+"""
+
+import time
+
+import orjson
+import pytest
+from ui_fixtures import require_model
+
+from app import chart_delta, figures
+from labcore import config as C
+from labcore.runner import RunManager
+
+
+def fig(xs, ys, title="Reward", mode="lines"):
+    return {"id": "reward", "data": [{"uid": "a", "mode": mode, "x": xs, "y": ys}],
+            "layout": {"title": {"text": title}}}
+
+
+def test_chart_delta_appends_only_new_points_and_resends_a_changed_chart():
+    assert chart_delta.chart_delta(fig([1, 2], [0.1, 0.2]), fig([1, 2], [0.1, 0.2])) is None
+    grown = chart_delta.chart_delta(fig([1, 2], [0.1, 0.2]), fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4]))
+    assert grown == {"id": "reward", "traces": [0], "keep": [2], "x": [[3, 4]], "y": [[0.3, 0.4]]}
+    # the last point redone (a downsampled trace's last bucket): keep the rest, send the tail
+    redone = chart_delta.chart_delta(fig([1, 2, 3], [0.1, 0.2, 0.3]), fig([1, 2, 4, 6], [0.1, 0.2, 0.35, 0.5]))
+    assert redone == {"id": "reward", "traces": [0], "keep": [2], "x": [[4, 6]], "y": [[0.35, 0.5]]}
+    before = fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4])
+    for changed in (fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], title="KL"),       # layout
+                    fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], mode="markers"),   # a trace's style
+                    fig([1, 3, 5, 7], [0.1, 0.3, 0.5, 0.7]),                   # most points moved (buckets doubled)
+                    fig([1, 2, 3, 4], [0.15, 0.2, 0.3, 0.4])):                 # the first value changed
+        assert chart_delta.chart_delta(before, changed) == {"full": changed}
+    held, v = chart_delta.apply({}, None, chart_delta.full_payload([fig([1], [0.1])], "a"))
+    held, v = chart_delta.apply(held, v, chart_delta.delta_payload([fig([1], [0.1])], [fig([1, 2], [0.1, 0.2])],
+                                                                   "a", "b"))
+    assert (v, held["reward"]["data"][0]["x"]) == ("b", [1, 2])
+    with pytest.raises(LookupError):  # a gap: a delta from a version the client does not hold
+        chart_delta.apply(held, "a", chart_delta.delta_payload([], [], "z", "c"))
+
+
+@pytest.fixture(scope="module")
+def default_records(tmp_path_factory):
+    """The step records of 24 steps of the default preset on the tiny model (prompts and length as the preset)."""
+    manager = RunManager(tmp_path_factory.mktemp("real"))
+    cfg = C.load_preset("grpo")
+    run_id = manager.submit(C.build("grpo", {**C.flat(cfg), "model.policy": require_model(), "run.steps": 24}),
+                            owner="t")
+    manager.wait(run_id, 300)
+    records, samples = manager.store.metrics(run_id), manager.store.samples(run_id)
+    manager.shutdown()
+    assert len(records) == 24
+    return records, samples
+
+
+def test_a_tick_during_a_run_sends_only_the_new_steps(tmp_path, default_records):
+    from app.main import build_demo
+
+    records, samples = default_records
+    manager = RunManager(tmp_path)
+    run_id = manager.store.create(C.load_preset("grpo"), "t")
+    manager.store.update_meta(run_id, state="running")
+    view = next(f.fn for f in build_demo(manager).fns.values() if getattr(f.fn, "__name__", "") == "view")
+    inputs = ["t", run_id, [], 0.6, "step", "advantage", True, 0]
+
+    sig, held, version, sizes, kinds = {}, {}, None, [], []
+    for n in range(0, len(records), 3):  # three steps a tick, as a default run gives at one tick a second
+        for r in records[n:n + 3]:
+            manager.store.append(run_id, r, samples)
+        time.sleep(0.6)  # tabs share a build younger than 0.5 s (app.lab.SharedBuilds); a tick is ~1 s apart
+        out = view(*inputs, sig)
+        sig = out[6] if isinstance(out[6], dict) else sig
+        assert isinstance(out[0], str), "new steps: the charts are sent"
+        spec = orjson.loads(out[0])
+        kinds.append("full" if spec["base"] is None else "delta")
+        held, version = chart_delta.apply(held, version, out[0])
+        if n >= 9:  # past the first steps (whose axes still change: whole-number ticks up to step 6)
+            sizes.append(len(out[0]))
+            assert spec["base"] is not None and spec["extend"], "an append, not the whole figures"
+            steps = {x for e in spec["extend"] for xs in e["x"] for x in xs}
+            assert steps == {r["step"] for r in records[n:n + 3]}, "only the new steps"
+        # what the client holds is what a full payload draws now
+        views = [figures.RunView(run_id, "", manager.store.metrics(run_id))]
+        full = {f["id"]: f for f in orjson.loads(orjson.dumps(figures.build_figures(views, 0.6, "step")))}
+        assert {k: c["data"] for k, c in held.items()} == {k: c["data"] for k, c in full.items()}
+        assert {k: c["layout"] for k, c in held.items()} == {k: c["layout"] for k, c in full.items()}
+    assert kinds[0] == "full"
+    assert max(sizes) < 20 * 1024, f"tick payloads {sizes} bytes"
+    manager.shutdown()
+
+
+def test_a_long_runs_downsampled_charts_grow_by_their_last_bucket():
+    """Past MAX_POINTS steps the traces are downsampled; their buckets are fixed from the first step, so three new
+    steps change the last bucket only: the delta is small, and applied it gives the full figures."""
+    import math
+
+    def rec(s):
+        return {"step": s, "time": 0.3 * s, "reward/mean": math.sin(s / 9), "kl/mean": 0.001 * s,
+                "entropy/mean": 1 / s}
+
+    old = orjson.loads(orjson.dumps(figures.build_figures([figures.RunView("r", "", [rec(s) for s in range(1, 1201)])])))
+    new = orjson.loads(orjson.dumps(figures.build_figures([figures.RunView("r", "", [rec(s) for s in range(1, 1204)])])))
+    assert max(len(t["x"]) for f in new for t in f["data"]) > 200, "downsampled, not empty"
+    payload = chart_delta.delta_payload(old, new, "a", "b")
+    held, _ = chart_delta.apply({}, None, chart_delta.full_payload(old, "a"))
+    held, _ = chart_delta.apply(held, "a", payload)
+    assert {k: c["data"] for k, c in held.items()} == {f["id"]: f["data"] for f in new}
+    assert not orjson.loads(payload)["charts"], "no chart resent whole"
+    assert len(payload) < 2048, len(payload)
