@@ -454,6 +454,9 @@ def execute(job: Job, store: RunStore, report: Report) -> None:
                     setattr(trainer.live, k, v)
                 requested = job.live_time
                 now = "paused" if job.paused else "running"
+            if now != shown:  # resumed: say so before the step, which may be long
+                shown = now
+                report(state=shown)
             applied = time.time()
             result = trainer.train_step()
             if changed:  # the step a live change took effect, marked on the charts; the delay is a measured figure
@@ -462,8 +465,7 @@ def execute(job: Job, store: RunStore, report: Report) -> None:
                     result.metrics["live/delay_s"] = round(max(0.0, applied - requested), 4)
             store.append(job.run_id, result.metrics, result.samples)
             step = trainer.step_count
-            report(step=step, **({"state": now} if now != shown else {}))
-            shown = now
+            report(step=step)
             if job.cfg.run.save_every and step % job.cfg.run.save_every == 0:
                 checkpoint.save(trainer, store.path(job.run_id))
         unsaved = _save_adapter(trainer, store.path(job.run_id))
