@@ -575,7 +575,10 @@ def launch(runs_dir: str = "runs", host: str = "127.0.0.1", port: int = 7860, sh
     out = demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=True,
                       **launch_options(manager), **kwargs)
     print(launch_hint(demo.local_url, demo.share_url), flush=True)
-    demo.block_thread()
+    try:
+        demo.block_thread()  # returns on Ctrl-C, once Gradio has closed the server
+    finally:  # the running run stops at its next step (ends `stopped`), and the worker process exits on its own
+        manager.shutdown()
     return out
 
 

@@ -9,16 +9,26 @@ A run that raises, or whose loss or rewards go non-finite, ends as `failed` with
 traceback in `error.txt`); the worker thread lives on and serves the next run. The adapter is saved at the end,
 on stop and on failure (failed steps never reach the optimiser, so the saved weights are the last good ones).
 Closing a browser does not cancel anything: runs belong to the server and finish (or are stopped) there.
+
+A run's status (state, step, message, ...) has one source of truth: the manager's record of it, changed only by
+`RunManager._record`, which writes the same dict to the run's meta.json. The step loop never writes meta.json:
+it reports each change, to the manager in thread mode or over the pipe from a worker process, so `status()` and
+meta.json cannot disagree. A `Job` holds only a run's controls (pause, stop, step budget, live changes).
+On shutdown the worker process is asked to quit: it stops its run at the next step boundary, the run ends
+`stopped`, and the process exits on its own (a terminal's Ctrl-C is left to the server, which drives this).
 Left out: several processes sharing one runs folder, GPU scheduling across several devices.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import math
+import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,22 +80,19 @@ class SharedLimits:
 
 @dataclass
 class Job:
+    """The controls of one run, read by its step loop at step boundaries. Not its status (see `_record`)."""
     run_id: str
     cfg: Config
-    owner: str
-    state: str = "queued"
-    step: int = 0
-    message: str = ""
     paused: bool = False
     stop: bool = False
     step_budget: int = 0                      # steps allowed while paused (Step button)
     live: dict[str, float] = field(default_factory=dict)
     live_time: float = 0.0                    # when the last live change arrived (time.time())
+    note: str = ""                            # appended to the run's last message (why it was stopped)
     cond: threading.Condition = field(default_factory=threading.Condition)
-    started: float | None = None
-    created: float = 0.0
-    published: bool = False
-    seq: int = 0                              # creation order on this server (the UI's colour)
+
+
+Report = Callable[..., None]  # report(**changes): the step loop tells the record keeper of a status change
 
 
 class RunManager:
@@ -104,6 +111,9 @@ class RunManager:
         self.limits = limits
         self.store.mark_interrupted()
         self._jobs: dict[str, Job] = {}
+        self._records: dict[str, dict[str, Any]] = {}  # run -> its status; meta.json holds the same dict
+        self._changed = threading.Condition()  # guards _records only (a leaf lock: held while nothing else is)
+        self.worker_exits: list[int | None] = []  # exit codes of closed worker processes (0: exited on its own)
         self._queue: collections.deque[str] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -140,7 +150,7 @@ class RunManager:
             problems += e.problems
         if self.limits:
             problems += self.limits.problems(cfg)
-            active = [j for j in self._jobs.values() if j.owner == owner and j.state in ACTIVE]
+            active = [m for m in self._snapshot() if m["owner"] == owner and m["state"] in ACTIVE]
             if len(active) >= self.limits.max_active_per_owner:
                 problems.append(f"you already have {len(active)} run(s) queued or running (the cap is "
                                 f"{self.limits.max_active_per_owner}); stop one or wait for it to finish.")
@@ -170,13 +180,32 @@ class RunManager:
             if self._closed:
                 raise RuntimeError("the run manager is shut down")
             run_id = self.store.create(cfg, owner)
-            meta = self.store.meta(run_id)
-            self._jobs[run_id] = Job(run_id, cfg, owner, paused=paused, created=meta["created"], seq=meta["seq"])
+            with self._changed:
+                self._records[run_id] = self.store.meta(run_id)
+            self._jobs[run_id] = Job(run_id, cfg, paused=paused)
             self._queue.append(run_id)
             self._cond.notify_all()
         if self.limits:
-            self.store.prune(self.limits.max_runs_kept)
+            for gone in self.store.prune(self.limits.max_runs_kept):
+                with self._changed:
+                    self._records.pop(gone, None)
+                self._jobs.pop(gone, None)
         return run_id
+
+    def _record(self, run_id: str, **changes: Any) -> dict[str, Any]:
+        """The one place a run's status changes: the manager's record and the run's meta.json, together (the
+        file first, so a failed write leaves both as they were). Returns the new record."""
+        with self._changed:
+            meta = {**self._records[run_id], **changes}
+            self.store.write_meta(run_id, meta)
+            self._records[run_id] = meta
+            self._changed.notify_all()
+        return meta
+
+    def _snapshot(self) -> list[dict[str, Any]]:
+        """Copies of the records of the runs this manager owns."""
+        with self._changed:
+            return [dict(m) for m in self._records.values()]
 
     def _job(self, run_id: str) -> Job:
         job = self._jobs.get(run_id)
@@ -191,10 +220,10 @@ class RunManager:
         with job.cond:  # _run_in_child hands the run over under this lock: no control falls between
             child = self._running_in.get(run_id)
             if child is None:
-                apply_control(job, changes, self.store)
+                apply_control(job, changes)
                 return
-            for k, v in changes.items():  # process mode: the worker process owns the loop and meta.json
-                if k == "live":
+            for k, v in changes.items():  # process mode: the worker process owns the loop; the controls are
+                if k == "live":              # mirrored here for check_paused and a later hand-over
                     job.live.update(v)
                 elif k != "add_steps":
                     setattr(job, k, v)
@@ -213,12 +242,12 @@ class RunManager:
 
     def stop(self, run_id: str) -> None:
         """Stop at the next step boundary (a queued run is cancelled at once)."""
-        job = self._job(run_id)
+        self._job(run_id)
         with self._cond:
             if run_id in self._queue:
                 self._queue.remove(run_id)
-                job.state, job.message = "cancelled", "stopped before it started"
-                self.store.update_meta(run_id, state="cancelled", message=job.message)
+                self._record(run_id, state="cancelled", message="stopped before it started",
+                             finished=time.time())
                 return
         self._signal(run_id, stop=True)
 
@@ -233,54 +262,51 @@ class RunManager:
         self._signal(run_id, live=changes, live_time=time.time())
 
     def shutdown(self, timeout: float = 10.0) -> None:
+        """Cancel the queue, stop the running runs at their next step boundary, and close the workers (a worker
+        process exits on its own; its exit code lands in `worker_exits`)."""
         with self._cond:
             self._closed = True
             for run_id in list(self._queue):
-                self._jobs[run_id].state = "cancelled"
-                self.store.update_meta(run_id, state="cancelled", message="the server shut down")
+                self._record(run_id, state="cancelled", message="the server shut down", finished=time.time())
             self._queue.clear()
             self._cond.notify_all()
-        for job in self._jobs.values():
-            if job.state in ("running", "paused"):
-                self._signal(job.run_id, stop=True)
+        for meta in self._snapshot():
+            if meta["state"] in ("running", "paused"):
+                self._signal(meta["run_id"], stop=True)
         for t in self._workers:
             t.join(timeout)
 
     # ------------------------------------------------------------------------------------------------ status
 
     def status(self, run_id: str) -> dict[str, Any]:
-        """State, step, queue position (1-based, queued runs only) and message of any run, live or on disk."""
-        job = self._jobs.get(run_id)
-        if job is None:
-            meta = self.store.meta(run_id)
-            return {**meta, "queue_position": None}
+        """A run's meta.json (for a run this manager owns, its record, which is the same dict), with the queue
+        position (1-based, queued runs only) and, while queued, what it waits for."""
+        with self._changed:
+            meta = dict(self._records[run_id]) if run_id in self._records else None
+        if meta is None:
+            return {**self.store.meta(run_id), "queue_position": None}
         with self._cond:
             pos = list(self._queue).index(run_id) + 1 if run_id in self._queue else None
-        return {"run_id": run_id, "owner": job.owner, "state": job.state, "step": job.step,
-                "steps": job.cfg.run.steps, "message": job.message, "queue_position": pos,
-                "recipe": job.cfg.algorithm.recipe, "task": job.cfg.rollout.task,
-                "name": job.cfg.run.name or job.cfg.algorithm.recipe, "created": job.created,
-                "published": job.published, "seq": job.seq,
-                "waiting_for": self.waiting_for() if job.state == "queued" else ""}
+        return {**meta, "queue_position": pos, "waiting_for": self.waiting_for() if meta["state"] == "queued" else ""}
 
     def publish(self, run_id: str) -> None:
-        """Let every session of a shared server list and watch this run (live state and meta.json agree)."""
-        job = self._jobs.get(run_id)
-        if job is not None:
-            job.published = True
-        self.store.update_meta(run_id, published=True)
+        """Let every session of a shared server list and watch this run."""
+        if run_id in self._records:
+            self._record(run_id, published=True)
+        else:
+            self.store.update_meta(run_id, published=True)
 
     def waiting_for(self) -> str:
         """What a queued run waits for: the runs holding the device ('' when none does: it starts now)."""
         now, parts = time.monotonic(), []
-        for j in list(self._jobs.values()):
-            name = f"run {j.run_id[-6:]} ({j.cfg.run.name or j.cfg.algorithm.recipe})"
-            if j.state == "running":
-                parts.append(f"{name} is running, step {j.step} of {j.cfg.run.steps}")
-            elif j.state == "paused":
-                since = self._paused_since.get(j.run_id, (now, j.step))[0]
+        for m in self._snapshot():
+            name = f"run {m['run_id'][-6:]} ({m['name']})"
+            if m["state"] == "running":
+                parts.append(f"{name} is running, step {m['step']} of {m['steps']}")
+            elif m["state"] == "paused":
+                since = self._paused_since.get(m["run_id"], (now, m["step"]))[0]
                 left = max(0, math.ceil(self.pause_timeout - (now - since)))
-                parts.append(f"{name} is paused at step {j.step}; unless it steps or resumes, it is stopped in "
+                parts.append(f"{name} is paused at step {m['step']}; unless it steps or resumes, it is stopped in "
                              f"{left} s to free the device")
         return "waiting for the device: " + "; ".join(parts) if parts else ""
 
@@ -298,33 +324,34 @@ class RunManager:
     def check_paused(self, waiting: bool, now: float) -> list[str]:
         """One look of the guard; returns the runs it stopped."""
         stopped = []
-        for job in list(self._jobs.values()):
-            if job.state != "paused" or not waiting or job.stop:
-                self._paused_since.pop(job.run_id, None)
+        for m in self._snapshot():
+            run_id, step = m["run_id"], m["step"]
+            if m["state"] != "paused" or not waiting or self._jobs[run_id].stop:
+                self._paused_since.pop(run_id, None)
                 continue
-            since, at = self._paused_since.get(job.run_id, (now, job.step))
-            since = since if at == job.step else now  # a Step press counts as use
-            self._paused_since[job.run_id] = (since, job.step)
+            since, at = self._paused_since.get(run_id, (now, step))
+            since = since if at == step else now  # a Step press counts as use
+            self._paused_since[run_id] = (since, step)
             if now - since >= self.pause_timeout:
-                self._paused_since.pop(job.run_id, None)
+                self._paused_since.pop(run_id, None)
                 note = (f" (paused for {self.pause_timeout:g} s while another run waited: stopped to free the "
                         "device; its records and adapter are kept)")
-                self._signal(job.run_id, stop=True, message=note)
-                stopped.append(job.run_id)
+                self._signal(run_id, stop=True, note=note)
+                stopped.append(run_id)
         return stopped
 
     def runs(self) -> list[dict[str, Any]]:
-        """Every run on disk (oldest first), with live state for runs this process owns."""
-        return [self.status(m["run_id"]) if m["run_id"] in self._jobs else {**m, "queue_position": None}
+        """Every run on disk (oldest first): its meta.json, with the queue position of runs this process owns."""
+        return [self.status(m["run_id"]) if m["run_id"] in self._records else {**m, "queue_position": None}
                 for m in self.store.list_runs()]
 
     def wait(self, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
         """Block until the run has finished (tests, the CLI). Returns its status."""
         end = time.monotonic() + timeout
-        job = self._job(run_id)
-        with job.cond:
-            while job.state not in FINISHED and time.monotonic() < end:
-                job.cond.wait(0.2)
+        self._job(run_id)
+        with self._changed:
+            while self._records[run_id]["state"] not in FINISHED and (left := end - time.monotonic()) > 0:
+                self._changed.wait(left)
         return self.status(run_id)
 
     # ------------------------------------------------------------------------------------------------ worker
@@ -337,40 +364,35 @@ class RunManager:
                     self._cond.wait()
                 if self._closed and not self._queue:
                     if child:
-                        child.close()
+                        self.worker_exits.append(child.close())
                     return
                 run_id = self._queue.popleft()
             job = self._jobs[run_id]
             if child is None:
-                execute(job, self.store)
+                execute(job, self.store, functools.partial(self._record, run_id))
             else:
                 child = self._run_in_child(child, job)
 
     def _run_in_child(self, child: _Child, job: Job) -> _Child:
-        """Hand the run to the worker process and mirror its progress; a dead process fails the run and is
-        replaced. Returns the (possibly new) child."""
+        """Hand the run to the worker process and record the status changes it reports; a dead process fails
+        the run and is replaced. Returns the (possibly new) child."""
         try:
             with job.cond:  # controls sent from here on go to the process, after the run itself
                 child.send(("run", job.run_id, job.cfg, job.paused, job.step_budget, dict(job.live)))
                 self._running_in[job.run_id] = child
             while True:
-                kind, run_id, state, step, message = child.recv()
-                with job.cond:
-                    job.state, job.step, job.message = state, step, message
-                    job.cond.notify_all()
-                if kind == "finished":
-                    if job.published:  # the process rewrote meta.json meanwhile: keep the flag
-                        self.store.update_meta(job.run_id, published=True)
+                msg = child.recv()
+                if msg[0] == "finished":
                     return child
+                _, run_id, changes = msg  # ("status", run_id, changes)
+                self._record(run_id, **changes)
         except (EOFError, OSError, BrokenPipeError):
-            code = child.exitcode()
-            message = (f"the training process stopped unexpectedly at step {job.step + 1} (exit code {code}); "
+            code = child.close()
+            self.worker_exits.append(code)
+            step = self._records[job.run_id]["step"]
+            message = (f"the training process stopped unexpectedly at step {step + 1} (exit code {code}); "
                        "if this repeats, use fewer samples per step or shorter completions")
-            with job.cond:
-                job.state, job.message = "failed", message
-                job.cond.notify_all()
-            self.store.update_meta(job.run_id, state="failed", message=message, finished=time.time())
-            child.close()
+            self._record(job.run_id, state="failed", message=message, finished=time.time())
             return _Child(self.store.root, self._threads)
         finally:
             self._running_in.pop(job.run_id, None)
@@ -388,8 +410,8 @@ def _warm(policy: str) -> None:
         pass
 
 
-def apply_control(job: Job, changes: dict[str, Any], store: RunStore) -> None:
-    """Pause / resume / step / stop / live changes of a running job, where its loop runs."""
+def apply_control(job: Job, changes: dict[str, Any]) -> None:
+    """Pause / resume / step / stop / live changes of a job, where its loop runs (which reports the state)."""
     with job.cond:
         for k, v in changes.items():
             if k == "live":
@@ -398,33 +420,30 @@ def apply_control(job: Job, changes: dict[str, Any], store: RunStore) -> None:
                 job.step_budget += v
             else:
                 setattr(job, k, v)
-        if job.state in ("running", "paused"):
-            job.state = "paused" if job.paused else "running"
         job.cond.notify_all()
-    if job.state in ("running", "paused"):
-        store.update_meta(job.run_id, state=job.state)
 
 
-def execute(job: Job, store: RunStore, notify=None) -> None:
-    """The step loop of one run, honouring the job's controls at step boundaries. `notify(job, kind)` is told of
-    every change ("status" or "finished"); the loop never raises."""
+def execute(job: Job, store: RunStore, report: Report) -> None:
+    """The step loop of one run, honouring the job's controls at step boundaries. Every status change (state,
+    step, message, started, finished, forward) goes to `report(**changes)`, and only there: the loop writes
+    the run's records and adapter, never its meta.json. The loop never raises."""
     from labcore import checkpoint
     from labcore.trainer import Trainer
 
-    notify = notify or (lambda job, kind: None)
-    trainer = None
-    job.started = time.time()
-    with job.cond:
-        job.state = "paused" if job.paused else "running"
-    store.update_meta(job.run_id, state=job.state, started=job.started)
-    notify(job, "status")
+    trainer, step = None, 0
+    shown = "paused" if job.paused else "running"
+    report(state=shown, started=time.time())
     try:
         trainer = Trainer(job.cfg)
         checkpoint.restore(trainer, job.cfg)  # model.adapter, run.resume
-        store.update_meta(job.run_id, forward=trainer.forward_name)  # which forward ran, and why not the fast one
-        while trainer.step_count < job.cfg.run.steps:
+        step = trainer.step_count
+        report(forward=trainer.forward_name, step=step)  # which forward ran, and why not the fast one
+        while step < job.cfg.run.steps:
             with job.cond:
                 while job.paused and job.step_budget == 0 and not job.stop:
+                    if shown != "paused":
+                        shown = "paused"
+                        report(state=shown)
                     job.cond.wait(0.5)
                 if job.stop:
                     break
@@ -434,6 +453,10 @@ def execute(job: Job, store: RunStore, notify=None) -> None:
                 for k, v in changed.items():
                     setattr(trainer.live, k, v)
                 requested = job.live_time
+                now = "paused" if job.paused else "running"
+            if now != shown:  # resumed: say so before the step, which may be long
+                shown = now
+                report(state=shown)
             applied = time.time()
             result = trainer.train_step()
             if changed:  # the step a live change took effect, marked on the charts; the delay is a measured figure
@@ -441,40 +464,30 @@ def execute(job: Job, store: RunStore, notify=None) -> None:
                 if requested:
                     result.metrics["live/delay_s"] = round(max(0.0, applied - requested), 4)
             store.append(job.run_id, result.metrics, result.samples)
-            with job.cond:
-                job.step = trainer.step_count
-                job.cond.notify_all()
-            notify(job, "status")
-            if job.cfg.run.save_every and job.step % job.cfg.run.save_every == 0:
+            step = trainer.step_count
+            report(step=step)
+            if job.cfg.run.save_every and step % job.cfg.run.save_every == 0:
                 checkpoint.save(trainer, store.path(job.run_id))
-            if job.step % 10 == 0:
-                store.update_meta(job.run_id, step=job.step)
-        _save_adapter(job, trainer, store)
-        _finish(job, store, "stopped" if job.stop else "done",
-                f"stopped at step {job.step}" if job.stop else f"finished {job.step} steps")
+        unsaved = _save_adapter(trainer, store.path(job.run_id))
+        state, message = ("stopped", f"stopped at step {step}") if job.stop else ("done", f"finished {step} steps")
     except Exception as e:  # noqa: BLE001 - a run's failure must never kill the worker
-        _save_adapter(job, trainer, store)
+        unsaved = _save_adapter(trainer, store.path(job.run_id))
         (store.path(job.run_id) / "error.txt").write_text(traceback.format_exc())
-        _finish(job, store, "failed", explain_failure(e, job.step))
-    notify(job, "finished")
+        state, message = "failed", explain_failure(e, step)
+    report(state=state, step=step, message=(message + job.note + unsaved).strip(), finished=time.time())
 
 
-def _finish(job: Job, store: RunStore, state: str, message: str = "") -> None:
-    with job.cond:
-        job.state, job.message = state, (message + job.message).strip()
-        job.cond.notify_all()
-    store.update_meta(job.run_id, state=state, step=job.step, message=job.message, finished=time.time())
-
-
-def _save_adapter(job: Job, trainer, store: RunStore) -> None:
+def _save_adapter(trainer, run_dir) -> str:
+    """Save the adapter and the state to resume from; returns '' or a note for the run's message."""
     if trainer is None:
-        return
+        return ""
     from labcore import checkpoint
 
     try:
-        checkpoint.save(trainer, store.path(job.run_id))  # the adapter, and the state to resume from
+        checkpoint.save(trainer, run_dir)
     except Exception as e:  # noqa: BLE001
-        job.message += f" (the adapter could not be saved: {e})"
+        return f" (the adapter could not be saved: {e})"
+    return ""
 
 
 class _Child:
@@ -502,30 +515,42 @@ class _Child:
     def recv(self):
         return self.conn.recv()
 
-    def exitcode(self) -> int | None:
-        self.proc.join(1.0)
-        return self.proc.exitcode
-
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> int | None:
+        """Ask the process to stop its run and quit; kill it only if it has not exited after `timeout` seconds.
+        Returns its exit code: 0 when it left its loop on its own, negative when a signal ended it."""
         self.send(("quit",))
-        self.proc.join(5.0)
+        self.proc.join(timeout)
         if self.proc.is_alive():
+            print(f"rlhf-lab: the training process did not exit within {timeout:g} s of the request; killed it",
+                  file=sys.stderr, flush=True)
             self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+        return self.proc.exitcode
 
 
 def _child_main(conn, root: str, threads: int | None) -> None:
-    """Inside the training process: a listener thread applies controls; the main thread runs the step loop."""
+    """Inside the training process: a listener thread applies controls; the main thread runs the step loop and
+    reports every status change to the server, which records it (this process never writes meta.json).
+    SIGINT is ignored: a terminal's Ctrl-C reaches the whole process group, and the server asks this process to
+    quit once it has stopped serving, so the run ends `stopped` with its adapter saved."""
+    import atexit
     import queue
+    import signal
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_threads(threads)
     store = RunStore(root)
     runs: queue.Queue = queue.Queue()
     jobs: dict[str, Job] = {}
     lock = threading.Lock()
 
-    def send(job: Job, kind: str) -> None:
+    def send(msg: tuple) -> None:
         with lock:
-            conn.send((kind, job.run_id, job.state, job.step, job.message))
+            try:
+                conn.send(msg)
+            except (OSError, BrokenPipeError):
+                pass  # the server is gone; the loop ends at the next boundary (the listener saw EOF)
 
     def listen() -> None:
         while True:
@@ -534,22 +559,38 @@ def _child_main(conn, root: str, threads: int | None) -> None:
             except (EOFError, OSError):
                 msg = ("quit",)
             if msg[0] == "quit":
-                for job in jobs.values():
-                    apply_control(job, {"stop": True}, store)
+                for job in list(jobs.values()):
+                    apply_control(job, {"stop": True})
                 runs.put(None)
                 return
             if msg[0] == "run":
                 _, run_id, cfg, paused, budget, live = msg
-                jobs[run_id] = Job(run_id, cfg, "", paused=paused, step_budget=budget, live=live)
+                jobs[run_id] = Job(run_id, cfg, paused=paused, step_budget=budget, live=live)
                 runs.put(jobs[run_id])
             elif msg[0] == "control" and msg[1] in jobs:
-                apply_control(jobs[msg[1]], msg[2], store)
+                apply_control(jobs[msg[1]], msg[2])
 
     threading.Thread(target=listen, daemon=True).start()
     _warm("tiny")
     while (job := runs.get()) is not None:
-        execute(job, store, send)
+        execute(job, store, lambda run_id=job.run_id, **changes: send(("status", run_id, changes)))
+        send(("finished", job.run_id))
         jobs.pop(job.run_id, None)
+    # Every run has ended and its files are closed. Python's own teardown of torch and the models after this
+    # returns took 5-9 s on a loaded 2-core machine (benchmarks/README.md), past the server's wait: end the
+    # process at the interpreter's exit hooks instead, after multiprocessing's own (which release semaphores).
+    atexit.register(_exit_now)
+
+
+def _exit_now() -> None:
+    """End the worker process with code 0, skipping the interpreter's teardown (everything is saved)."""
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def set_threads(threads: int | None = None) -> int:

@@ -188,3 +188,143 @@ def test_sample_records_hand_values():
     rows = sample_records(3, ["a"] * 2 + ["b"] * 2, ["x"] * 4, [["x"]] * 4, [0.0] * 4, [True] * 4,
                           {"adv": [[0.0]] * 4}, group_size=2)
     assert [r["group"] for r in rows] == [0, 0, 1, 1], "completions come K to a prompt, in order"
+
+# ---------------------------------------------------------------------------------------- one source of truth
+
+DERIVED = ("queue_position", "waiting_for")  # computed on read from the queue, not stored
+
+
+def stored(status):
+    return {k: v for k, v in status.items() if k not in DERIVED}
+
+
+def test_status_equals_meta_json_at_every_transition(manager):
+    """A run's status and its meta.json are one record: read back to back (with no change in between), they are
+    equal through queued, paused, a Step, running and stopped, and the step is the number of step records."""
+    import threading
+
+    first = manager.submit(cfg(30), owner="a", paused=True)
+    second = manager.submit(cfg(2), owner="b")  # queued behind the first until it stops
+    seen, mismatches, done = set(), [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            for run_id in (first, second):
+                before = manager.status(run_id)
+                disk = manager.store.meta(run_id)
+                if manager.status(run_id) == before:  # no transition between the two reads
+                    seen.add(before["state"])
+                    if stored(before) != disk:
+                        mismatches.append((stored(before), disk))
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        wait_for(lambda: manager.status(first)["state"] == "paused")
+        manager.step_once(first)
+        wait_for(lambda: manager.status(first)["step"] == 1)
+        manager.resume(first)
+        wait_for(lambda: manager.status(first)["step"] >= 3)
+        manager.stop(first)
+        assert manager.wait(first, 60)["state"] == "stopped"
+        assert manager.wait(second, 120)["state"] == "done"
+        wait_for(lambda: "done" in seen, 10)  # the watcher reads the finished runs too
+    finally:
+        done.set()
+        watcher.join()
+    assert not mismatches, mismatches[:2]
+    assert {"queued", "paused", "running", "stopped", "done"} <= seen
+    for run_id in (first, second):
+        st = manager.status(run_id)
+        assert stored(st) == manager.store.meta(run_id)
+        assert st["step"] == len(manager.store.metrics(run_id))
+
+
+def test_killed_worker_process_fails_the_run_in_status_and_meta_also_after_a_restart(tmp_path):
+    """A worker process killed mid-run: the run is `failed`, the same in status() and meta.json, with the step it
+    reached; a new manager on the folder lists it the same way."""
+    import multiprocessing
+    import os
+    import signal
+
+    m = RunManager(tmp_path, isolation="process")
+    try:
+        run_id = m.submit(cfg(1000), owner="a")
+        wait_for(lambda: m.status(run_id)["step"] >= 2)
+        (child,) = [p for p in multiprocessing.active_children() if p.name == "rlhf-lab-trainer"]
+        os.kill(child.pid, signal.SIGKILL)
+        st = m.wait(run_id, 60)
+        assert st["state"] == "failed" and "stopped unexpectedly" in st["message"] and "exit code -9" in st["message"]
+        assert stored(st) == m.store.meta(run_id)
+        assert st["step"] == len(m.store.metrics(run_id)) >= 2
+        assert m.worker_exits == [-signal.SIGKILL]
+    finally:
+        m.shutdown()
+    again = RunManager(tmp_path)
+    try:
+        listed = {r["run_id"]: r for r in again.runs()}[run_id]
+        assert stored(listed) == stored(st) == again.store.meta(run_id) == stored(again.status(run_id))
+    finally:
+        again.shutdown()
+
+
+def test_shutdown_stops_the_run_and_the_worker_process_exits_on_its_own(tmp_path):
+    """Shutdown mid-run: the run ends `stopped` at a step boundary with its adapter saved (status = meta.json),
+    and the worker process leaves its loop and exits with code 0: it is not killed."""
+    m = RunManager(tmp_path, isolation="process")
+    run_id = m.submit(cfg(100000), owner="a")
+    wait_for(lambda: m.status(run_id)["step"] >= 1)
+    m.shutdown()
+    assert m.worker_exits == [0]
+    st = m.status(run_id)
+    assert st["state"] == "stopped" and stored(st) == m.store.meta(run_id)
+    assert st["step"] == len(m.store.metrics(run_id))
+    assert (m.store.path(run_id) / "adapter").is_dir()
+
+
+SERVER = """
+import json, sys
+from labcore.config import build
+from labcore.runner import RunManager
+from app.main import launch
+m = RunManager(sys.argv[1], isolation="process")
+m.submit(build("grpo", {"run.steps": 100000, "run.grad_variance": False, "rollout.prompts_per_step": 2,
+                        "rollout.samples_per_prompt": 2, "rollout.max_new_tokens": 4}), owner="a")
+launch(sys.argv[1], port=int(sys.argv[2]), manager=m)
+print("WORKER_EXITS " + json.dumps(m.worker_exits), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_server_stops_the_run_and_the_worker_exits_on_its_own(tmp_path):
+    """A terminal's Ctrl-C (SIGINT to the whole process group) on a serving lab with a run going: the server
+    stops the run (meta.json `stopped`), its worker process exits with code 0 (not killed, no traceback), and
+    the server exits with 0."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(tmp_path), str(port)], cwd=root,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        store = RunStore(tmp_path)
+        wait_for(lambda: [m for m in store.list_runs() if len(store.metrics(m["run_id"])) >= 1], 240)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    (meta,) = store.list_runs()
+    assert proc.returncode == 0, err[-2000:]
+    assert "WORKER_EXITS [0]" in out, (out, err[-2000:])
+    assert "Traceback" not in err and "killed it" not in err, err[-2000:]
+    assert meta["state"] == "stopped" and meta["step"] == len(store.metrics(meta["run_id"]))
