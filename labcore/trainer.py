@@ -330,7 +330,7 @@ class Trainer:
             return batch.logprobs
         with torch.set_grad_enabled(grad):
             return token_logprobs(self.lm, batch, self.live.temperature, with_entropy=with_entropy,
-                                  with_hidden=with_hidden)
+                                  with_hidden=with_hidden, full=self.cfg.algorithm.update == "trpo")
 
     def evaluate(self, batch: Batch) -> Old:
         """Old and reference log-probs, entropy and values. With one pass of one minibatch the old policy IS the
