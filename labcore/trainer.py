@@ -87,9 +87,11 @@ def kv_bytes_per_token(config, dtype: torch.dtype) -> int | None:
 
 def rollout_graph_fits(config, dtype: torch.dtype, rows: int, prompt_len: int, new_tokens: int) -> bool:
     """Whether the keys and values a sampling loop's graph keeps (every step saves the cache it attended to:
-    rows * (T*Tp + T^2/2) token states) stay under ROLLOUT_GRAPH_BYTES."""
+    rows * (T*Tp + T^2/2) token states), plus its full-vocabulary scores (the float32 log-softmax and its exp,
+    rows * T * V each, which labcore.chunked spares the other passes), stay under ROLLOUT_GRAPH_BYTES."""
     per_token, T = kv_bytes_per_token(config, dtype), new_tokens
-    return per_token is not None and rows * (T * prompt_len + T * T / 2) * per_token <= ROLLOUT_GRAPH_BYTES
+    scores = rows * T * (getattr(config, "vocab_size", 0) or 0) * 8
+    return per_token is not None and rows * (T * prompt_len + T * T / 2) * per_token + scores <= ROLLOUT_GRAPH_BYTES
 
 
 @dataclass

@@ -14,7 +14,7 @@ from labcore.config import build
 from labcore.fastpath import fast_decoder
 from labcore.model import load_policy
 from labcore.rollout import Batch, _scores, encode_prompts, generate, token_logprobs
-from labcore.trainer import Trainer
+from labcore.trainer import Trainer, rollout_graph_fits
 
 
 @pytest.fixture
@@ -127,3 +127,14 @@ def test_the_built_in_model_never_chunks_its_steps():
     assert chunked.head_split(fast_decoder(pol.model)[0], 64 * 16 * 64) is None
     assert chunked.head_split(pol.model, 64 * 16 * 64) is None
     assert 220 * 151936 < chunked.CHUNK_FROM <= 221 * 151936
+
+
+def test_the_rollout_graph_counts_its_full_vocabulary_scores():
+    """The sampling loop's kept graph scores full logits: at Qwen2's vocabulary 32 rows x 8 tokens hold 311 MB of
+    them on top of 170 MB of keys and values, so that rollout is not reused as the training forward."""
+    class Qwen05B:
+        num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim, hidden_size = 24, 14, 2, 64, 896
+        vocab_size = 151936
+
+    assert not rollout_graph_fits(Qwen05B, torch.bfloat16, rows=32, prompt_len=50, new_tokens=8)
+    assert rollout_graph_fits(Qwen05B, torch.bfloat16, rows=8, prompt_len=50, new_tokens=8)
