@@ -1,12 +1,14 @@
 """Token log-probs and entropy without a (B, T, V) tensor: the LM head, log-softmax, gather and entropy run on
-chunks of tokens, and in training each chunk is recomputed in the backward (torch.utils.checkpoint) instead of
-being kept.
+chunks of tokens, and in training each chunk's logits are recomputed in the backward instead of being kept.
 
 Why: scoring completions from full logits (`labcore.rollout._scores`) keeps, for the backward, the float32
 log-softmax over the whole vocabulary and its exp: two copies of B*T*V floats. At Qwen2's 151,936 tokens, 16 rows
 of 256 tokens are 2.5 GB a copy. Here a chunk's logits live only while that chunk is computed (once forward,
 once again in the backward), so memory grows with the tokens (their hidden states, kept anyway, and (B, T)
-results) plus one chunk of about CHUNK_ELEMENTS logits.
+results) plus one chunk of about CHUNK_ELEMENTS logits. A custom autograd Function rather than
+torch.utils.checkpoint: a checkpointed chunk recomputes every tensor its forward saved, and keeps until the end of
+the backward those no gradient reads (the entropy's, when the loss has no entropy bonus): at Qwen2's vocabulary
+that was gigabytes.
 
 The arithmetic is `_scores`'s, row by row: log-probs and entropy agree with it to float rounding (the head's
 product sums in other blocks), and so do gradients (tests/test_chunked.py). A chunk costs its head product twice
@@ -24,7 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
 
 # Score in chunks from this many logits (B*T*V) on: 2^25 floats is 128 MiB a copy. Below it the one-shot pass
 # is faster and small anyway.
@@ -88,31 +90,71 @@ def head_split(model, tokens: int) -> HeadSplit | None:
     return HeadSplit(body, weight, bias)
 
 
-def _chunk_scores(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tokens: torch.Tensor,
-                  temperature: float, with_entropy: bool) -> tuple[torch.Tensor, ...]:
-    """One chunk, `_scores`'s arithmetic: hidden (N, H), tokens (N,) -> log pi(y) (N,) and entropy (N,)."""
-    logp_all = F.log_softmax(F.linear(hidden, weight, bias).float() / temperature, dim=-1)  # (N, V)
-    logp = logp_all.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)                            # (N,)
-    return (logp, -(logp_all.exp() * logp_all).sum(-1)) if with_entropy else (logp,)
+class _HeadScores(torch.autograd.Function):
+    """log pi(y) and the entropy of every token from its hidden state, a chunk of tokens at a time; the backward
+    recomputes each chunk's logits instead of keeping them (what checkpointing would do, without keeping the
+    recomputed entropy tensors that no gradient reads).
+
+    Gradients, per token, with z = logits / temperature, p = softmax(z), l = log p, H = -sum(p l):
+    d log p_y / dz = onehot(y) - p;  dH/dz = -p (l + H). Both are what autograd derives for `_scores`.
+    Shape: hidden (N, H), weight (V, H), bias (V,) or None, tokens (N,) -> logp (N,), entropy (N,) (0 if off).
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, tokens, temperature, with_entropy, n):
+        logp, entropy = torch.empty(len(tokens), device=hidden.device), torch.zeros(len(tokens), device=hidden.device)
+        for s in range(0, len(tokens), n):
+            l_all = F.log_softmax(F.linear(hidden[s:s + n], weight, bias).float() / temperature, dim=-1)  # (n, V)
+            logp[s:s + n] = l_all.gather(-1, tokens[s:s + n, None]).squeeze(-1)
+            if with_entropy:
+                entropy[s:s + n] = -(l_all.exp() * l_all).sum(-1)
+        ctx.save_for_backward(hidden, weight, bias, tokens)
+        ctx.temperature, ctx.n = temperature, n
+        ctx.set_materialize_grads(False)  # None for an output no loss reads (the entropy, mostly)
+        return logp, entropy
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_logp, g_entropy):
+        hidden, weight, bias, tokens = ctx.saved_tensors
+        want_h, want_w, want_b = ctx.needs_input_grad[:3]
+        grad_h = torch.zeros_like(hidden) if want_h else None
+        grad_w = torch.zeros_like(weight) if want_w else None
+        grad_b = torch.zeros_like(bias) if want_b else None
+        for s in range(0, len(tokens), ctx.n):
+            h = hidden[s:s + ctx.n]
+            l_all = F.log_softmax(F.linear(h, weight, bias).float() / ctx.temperature, dim=-1)  # (n, V)
+            p = l_all.exp()
+            g = torch.zeros_like(p)
+            if g_logp is not None:
+                g = g - p * g_logp[s:s + ctx.n, None]
+                g.scatter_add_(-1, tokens[s:s + ctx.n, None], g_logp[s:s + ctx.n, None])
+            if g_entropy is not None:
+                H = -(p * l_all).sum(-1, keepdim=True)                                      # (n, 1)
+                g = g - g_entropy[s:s + ctx.n, None] * p * (l_all + H)
+            g = (g / ctx.temperature).to(weight.dtype)                                      # (n, V) d/d logits
+            if want_h:
+                grad_h[s:s + ctx.n] = g @ weight
+            if want_w:
+                grad_w += g.T @ h
+            if want_b:
+                grad_b += g.sum(0)
+        return grad_h, grad_w, grad_b, None, None, None, None
 
 
 def chunked_scores(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, tokens: torch.Tensor,
                    temperature: float = 1.0, with_entropy: bool = False,
                    chunk_elements: int = CHUNK_ELEMENTS) -> dict[str, torch.Tensor]:
-    """Log-probs of `tokens` (and the entropy) from the states that predict them, a chunk of tokens at a time.
+    """Log-probs of `tokens` (and the entropy) from the states that predict them, a chunk of tokens at a time;
+    the backward recomputes each chunk's logits rather than keeping them.
 
-    With autograd on, each chunk is checkpointed: the backward recomputes its logits rather than keeping them.
     Shape: hidden (B, T, H), weight (V, H), bias (V,) or None, tokens (B, T) -> {"logp": (B, T), "entropy"?: (B, T)}.
     """
     B, T, H = hidden.shape
-    h, y = hidden.reshape(B * T, H), tokens.reshape(B * T)
     n = max(1, chunk_elements // weight.size(0))  # tokens per chunk
-    keep = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)
-    parts = []
-    for s in range(0, B * T, n):
-        args = (h[s:s + n], weight, bias, y[s:s + n], temperature, with_entropy)
-        parts.append(checkpoint(_chunk_scores, *args, use_reentrant=False) if keep else _chunk_scores(*args))
-    out = {"logp": torch.cat([p[0] for p in parts]).view(B, T)}
+    logp, entropy = _HeadScores.apply(hidden.reshape(B * T, H), weight, bias, tokens.reshape(B * T), temperature,
+                                      with_entropy, n)
+    out = {"logp": logp.view(B, T)}
     if with_entropy:
-        out["entropy"] = torch.cat([p[1] for p in parts]).view(B, T)
+        out["entropy"] = entropy.view(B, T)
     return out
