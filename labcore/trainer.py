@@ -416,15 +416,18 @@ class Trainer:
         loss, info = losses.policy_loss(logp, old_logp, sel(adv), mask, kind=a.policy_loss,
                                         clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip or None,
                                         agg=a.aggregation, max_len=max_len, weights=sel(weights))
-        loss = loss * share("seq_mean_token_sum" if seq_level else a.aggregation)
+        if share:
+            loss = loss * share("seq_mean_token_sum" if seq_level else a.aggregation)
         info["loss/policy"] = float(loss.detach())
         if k.placement == "loss" and self.kl_ctl.value > 0:
             kl_loss = losses.aggregate(kl.estimate(logp, sel(old.ref_logp), k.estimator, old_logp), mask,
-                                       a.aggregation, max_len) * share(a.aggregation)
+                                       a.aggregation, max_len)
+            kl_loss = kl_loss * share(a.aggregation) if share else kl_loss
             loss = loss + self.kl_ctl.value * kl_loss
             info["loss/kl"] = float(kl_loss.detach())
         if a.entropy_coef:
-            entropy = losses.aggregate(out["entropy"], mask, a.aggregation, max_len) * share(a.aggregation)
+            entropy = losses.aggregate(out["entropy"], mask, a.aggregation, max_len)
+            entropy = entropy * share(a.aggregation) if share else entropy
             loss = loss - a.entropy_coef * entropy
             info["loss/entropy"] = float(entropy.detach())
         return loss, info
@@ -437,7 +440,8 @@ class Trainer:
         sel = (lambda x: x) if idx is None else (lambda x: x[idx])
         v = self.critic(hidden.detach())
         v_loss, v_info = losses.value_loss(v, sel(old.values), sel(returns), mask, clip=a.value_clip or None)
-        v_loss = v_loss * _share(mask, whole, None)("token_mean")
+        if whole is not None:
+            v_loss = v_loss * _share(mask, whole, None)("token_mean")
         return {"value_loss": v_loss, "loss/value": float(v_loss.detach()), "value/clip_frac": v_info["clip_frac"]}
 
     def gradient_update(self, batch: Batch, old: Old, adv, returns, loss_mask, weights=None) -> dict[str, Any]:
@@ -668,9 +672,9 @@ def _micro_batches(idx: torch.Tensor, size: int) -> list[torch.Tensor]:
 
 
 def _share(mask: torch.Tensor, whole: torch.Tensor | None, max_len: int | None):
-    """mode -> the micro-batch's share of the minibatch's loss normaliser (1.0 when it is the minibatch)."""
+    """mode -> the micro-batch's share of the minibatch's loss normaliser; None when it is the whole minibatch."""
     if whole is None:
-        return lambda mode: 1.0
+        return None
     return lambda mode: losses.normaliser(mask, mode, max_len) / losses.normaliser(whole, mode, max_len)
 
 
