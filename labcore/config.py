@@ -140,6 +140,11 @@ class AlgorithmConfig:
     dual_clip: float = _f(0.0, "Dual-clip constant c > 1 caps the loss of negative-advantage tokens at -c*A. 0 = off.")
     epochs: int = _f(1, "Optimisation passes over each batch (PPO's mu). 1 keeps the ratio at 1 on the first pass.", within=AT_LEAST_1)
     minibatches: int = _f(1, "Minibatches per epoch; must divide P*K.", within=AT_LEAST_1)
+    micro_batch_size: int = _f(0, "Sequences per forward and backward pass (gradient accumulation): a minibatch's "
+                                  "gradients are summed over its micro-batches, each loss normalised by the whole "
+                                  "minibatch, then one optimiser step. The same step with less memory; each pass "
+                                  "costs its own model call. 0 = each minibatch in one pass.",
+                               within=Range(0, hint="0 runs each minibatch in one pass"))
     gamma: float = _f(1.0, "Discount gamma for returns and GAE.", within=Range(0, 1))
     lam: float = _f(0.95, "GAE lambda: 0 is one-step TD, 1 is Monte-Carlo.", within=Range(0, 1))
     value_clip: float = _f(0.0, "Value clipping range around the old values. 0 = off.", within=Range(0, hint="0 turns it off"))
@@ -402,6 +407,9 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
     if a.minibatches >= 1 and B > 0 and B % a.minibatches:
         p.append(f"algorithm.minibatches = {a.minibatches} does not divide the batch of prompts_per_step x "
                  f"samples_per_prompt = {B} sequences; pick a divisor of {B}.")
+    if a.update == "trpo" and a.micro_batch_size:
+        p.append(f"algorithm.micro_batch_size = {a.micro_batch_size}: TRPO's natural-gradient step runs the whole "
+                 "batch at once; set micro_batch_size = 0 or use update 'gradient'.")
     loss = losses.POLICY_LOSSES.get(a.policy_loss)
     if a.update == "trpo" and loss is not None and loss.level == "sequence":
         p.append(f"algorithm.policy_loss = {a.policy_loss!r} is a sequence-level loss; TRPO's surrogate is per token: "

@@ -177,7 +177,9 @@ class FastDecoder:
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor,
                  past_key_values: KVCache | None = None, output_hidden_states: bool = False,
-                 use_cache: bool = False) -> SimpleNamespace:
+                 use_cache: bool = False, logits: bool = True) -> SimpleNamespace:
+        """logits=False stops before the head: `.logits` is None and `.hidden_states` holds the last states (what
+        labcore.chunked needs to score tokens chunk by chunk)."""
         on = self.adapter_on()
         B, L = input_ids.shape
         N, d, half, nh, nkv = B * L, self.head_dim, self.head_dim // 2, self.heads, self.kv_heads
@@ -212,9 +214,9 @@ class FastDecoder:
             gate, up = project(layer.gate_up, rms_norm(x, layer.norm_mlp, self.eps), on)  # (N, I) each
             x = x + layer.down(F.silu(gate) * up, on)
         x = rms_norm(x, self.norm, self.eps)
-        return SimpleNamespace(logits=F.linear(x, self.head).view(B, L, -1),
+        return SimpleNamespace(logits=F.linear(x, self.head).view(B, L, -1) if logits else None,
                                past_key_values=KVCache(cache) if use_cache else None,
-                               hidden_states=(x.view(B, L, -1),) if output_hidden_states else None)
+                               hidden_states=(x.view(B, L, -1),) if output_hidden_states or not logits else None)
 
 
 def _member(module: nn.Module) -> tuple[nn.Linear, Lora | None]:

@@ -71,6 +71,25 @@ def aggregate(
     raise ValueError(f"unknown aggregation {mode!r}; allowed: {', '.join(AGGREGATIONS)}")
 
 
+def normaliser(mask: torch.Tensor, mode: str, max_len: int | None = None) -> torch.Tensor:
+    """The denominator `aggregate(x, mask, mode, max_len)` divides by: aggregate = (a sum over rows) / normaliser.
+
+    Rows split into micro-batches m: aggregate over all rows = sum_m aggregate(rows m) * normaliser(mask_m) /
+    normaliser(mask), so gradient accumulation reproduces the whole minibatch's step (and a sequence-level loss,
+    a mean over sequences with a valid token, uses seq_mean_token_sum's). An empty mask gives 1, as in aggregate.
+
+    Shape: mask (B, T) -> ()
+    """
+    B, T = mask.shape
+    if mode == "token_mean":
+        return (mask > 0).sum().to(mask.dtype).clamp(min=1.0)
+    if mode in ("seq_mean_token_mean", "seq_mean_token_sum"):
+        return ((mask > 0).sum(1) > 0).sum().to(mask.dtype).clamp(min=1.0)
+    if mode == "seq_mean_token_sum_norm":
+        return torch.tensor(float(B * (T if max_len is None else max_len)), dtype=mask.dtype)
+    raise ValueError(f"unknown aggregation {mode!r}; allowed: {', '.join(AGGREGATIONS)}")
+
+
 def _ratio_info(
     ratio: torch.Tensor,
     log_ratio: torch.Tensor,

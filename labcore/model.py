@@ -111,11 +111,18 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _transformers_major() -> int:
+    import transformers
+
+    return int(transformers.__version__.split(".")[0])
+
+
 def _from_pretrained(loader, name: str, path: str, **kwargs):
     """``loader.from_pretrained`` with any failure turned into ModelLoadError; hub ids try the cache first."""
     kwargs["trust_remote_code"] = False
     local_kwargs = dict(kwargs, local_files_only=True)
-    if loader.__name__.startswith("AutoModel"):  # transformers' adapter lookup ignores local_files_only
+    if loader.__name__.startswith("AutoModel") and _transformers_major() >= 5:
+        # transformers 5's adapter lookup ignores local_files_only; 4.x passes it on itself and refuses it twice
         local_kwargs["adapter_kwargs"] = {"local_files_only": True}
     try:
         if os.path.isdir(path):

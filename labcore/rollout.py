@@ -18,6 +18,8 @@ Two ways to do less work, both exact (tests/test_rollout.py checks them against 
 
 Shapes: P prompts, K samples per prompt, B = P*K rows ordered prompt-major (row b belongs to prompt b // K),
 Tp prompt tokens (left-padded), T completion tokens (right-padded; `mask` is 1.0 on valid tokens, EOS included).
+At a real vocabulary, `token_logprobs` scores completion tokens chunk by chunk from the hidden states
+(labcore.chunked), so its memory grows with the tokens, not tokens x vocabulary.
 Left out: beam search, repetition penalties, stop strings other than EOS.
 """
 
@@ -27,6 +29,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from labcore.chunked import chunked_scores, head_split
 
 
 @dataclass
@@ -134,7 +138,8 @@ def _prefill(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, k: int,
     if k > 1:
         cache.batch_repeat_interleave(k)  # (P, heads, Tp, d) -> (P*k, ...), differentiable
     hidden = out.hidden_states[-1][:, -1].repeat_interleave(k, 0) if with_hidden else None
-    return cache, out.logits[:, -1].repeat_interleave(k, 0), hidden
+    logits = out.logits[:, -1].repeat_interleave(k, 0) if out.logits is not None else None  # None: a head split off
+    return cache, logits, hidden
 
 
 def _scores(logits: torch.Tensor, tokens: torch.Tensor, temperature: float, with_entropy: bool,
@@ -255,29 +260,36 @@ def _grouped(batch: Batch, min_tokens: int | None = None) -> int:
 
 
 def token_logprobs(model, batch: Batch, temperature: float = 1.0, *, with_entropy: bool = False,
-                   with_hidden: bool = False) -> dict[str, torch.Tensor]:
+                   with_hidden: bool = False, full: bool = False) -> dict[str, torch.Tensor]:
     """One forward pass over prompt + completion (each distinct prompt once, see `batch.k`).
 
     Returns {"logp": (B, T), "logp_all": (B, T, V)} plus "entropy" (B, T) and "hidden" (B, T, H) (the states
     that predict each completion token) when asked. Masked positions hold junk: always multiply by `batch.mask`.
+    At a real vocabulary (labcore.chunked.head_split) the tokens are scored chunk by chunk from the hidden states
+    and "logp_all" is left out; `full=True` keeps it (TRPO's exact KL).
     """
     Tp, T = batch.prompt_ids.size(1), batch.completion_ids.size(1)
+    split = None if full else head_split(model, batch.completion_ids.numel())
+    lm, want_hidden = (split.body, True) if split else (model, with_hidden)
     attn = batch.attention_mask
-    k = _grouped(batch, getattr(model, "share_min_tokens", None))
+    k = _grouped(batch, getattr(lm, "share_min_tokens", None))
     if k == 1:
-        out = model(input_ids=batch.input_ids, attention_mask=attn, position_ids=_positions(attn),
-                    output_hidden_states=with_hidden, use_cache=False)
-        logits = out.logits[:, Tp - 1: Tp - 1 + T]  # (B, T, V) predicts completion tokens
-        hidden = out.hidden_states[-1][:, Tp - 1: Tp - 1 + T] if with_hidden else None
-        return _scores(logits, batch.completion_ids, temperature, with_entropy, hidden)
-    # The prompt once per group; the completion (but its last token, which predicts nothing) on the shared cache.
-    cache, first, first_h = _prefill(model, batch.prompt_ids[::k], batch.prompt_mask[::k], k, with_hidden)
-    logits, hidden = first[:, None], first_h[:, None] if with_hidden else None
-    if T > 1:
-        out = model(input_ids=batch.completion_ids[:, :-1], attention_mask=attn[:, :-1],
-                    position_ids=_positions(attn)[:, Tp:-1], past_key_values=cache,
-                    output_hidden_states=with_hidden, use_cache=True)
-        logits = torch.cat([logits, out.logits], 1)
-        if with_hidden:
-            hidden = torch.cat([hidden, out.hidden_states[-1]], 1)
+        out = lm(input_ids=batch.input_ids, attention_mask=attn, position_ids=_positions(attn),
+                 output_hidden_states=want_hidden, use_cache=False)
+        logits = out.logits[:, Tp - 1: Tp - 1 + T] if not split else None  # (B, T, V) predicts completion tokens
+        hidden = out.hidden_states[-1][:, Tp - 1: Tp - 1 + T] if want_hidden else None
+    else:
+        # The prompt once per group; the completion (but its last token, which predicts nothing) on the shared cache.
+        cache, first, first_h = _prefill(lm, batch.prompt_ids[::k], batch.prompt_mask[::k], k, want_hidden)
+        logits = first[:, None] if not split else None
+        hidden = first_h[:, None] if want_hidden else None
+        if T > 1:
+            out = lm(input_ids=batch.completion_ids[:, :-1], attention_mask=attn[:, :-1],
+                     position_ids=_positions(attn)[:, Tp:-1], past_key_values=cache,
+                     output_hidden_states=want_hidden, use_cache=True)
+            logits = torch.cat([logits, out.logits], 1) if not split else None
+            hidden = torch.cat([hidden, out.hidden_states[-1]], 1) if want_hidden else None
+    if split:
+        result = chunked_scores(hidden, split.weight, split.bias, batch.completion_ids, temperature, with_entropy)
+        return {**result, "hidden": hidden} if with_hidden else result
     return _scores(logits, batch.completion_ids, temperature, with_entropy, hidden)

@@ -14,7 +14,8 @@ loss of each is back-propagated on its own, and we report the trace of the covar
 estimate, (1/G) * (1/(G-1)) * sum_j ||g_j - g_mean||^2 over the LoRA parameters. It costs G small forward and
 backward passes (measured: about 45 % of a default step on a 2-core CPU), so it runs every
 `run.grad_variance_every` steps (default 5); `run.grad_variance = false` switches it off.
-Left out: gradient accumulation, mixed precision on CPU, sequence packing.
+Gradient accumulation: `algorithm.micro_batch_size` splits each minibatch into passes whose losses sum to its own.
+Left out: mixed precision on CPU, sequence packing.
 """
 
 from __future__ import annotations
@@ -86,9 +87,11 @@ def kv_bytes_per_token(config, dtype: torch.dtype) -> int | None:
 
 def rollout_graph_fits(config, dtype: torch.dtype, rows: int, prompt_len: int, new_tokens: int) -> bool:
     """Whether the keys and values a sampling loop's graph keeps (every step saves the cache it attended to:
-    rows * (T*Tp + T^2/2) token states) stay under ROLLOUT_GRAPH_BYTES."""
+    rows * (T*Tp + T^2/2) token states), plus its full-vocabulary scores (the float32 log-softmax and its exp,
+    rows * T * V each, which labcore.chunked spares the other passes), stay under ROLLOUT_GRAPH_BYTES."""
     per_token, T = kv_bytes_per_token(config, dtype), new_tokens
-    return per_token is not None and rows * (T * prompt_len + T * T / 2) * per_token <= ROLLOUT_GRAPH_BYTES
+    scores = rows * T * (getattr(config, "vocab_size", 0) or 0) * 8
+    return per_token is not None and rows * (T * prompt_len + T * T / 2) * per_token + scores <= ROLLOUT_GRAPH_BYTES
 
 
 @dataclass
@@ -304,8 +307,9 @@ class Trainer:
                                    normalize=ro.reward_normalize, norm=norm)
 
     def single_pass(self) -> bool:
-        a = self.cfg.algorithm
-        return a.update == "gradient" and a.epochs * a.minibatches == 1
+        a, r = self.cfg.algorithm, self.cfg.rollout
+        return (a.update == "gradient" and a.epochs * a.minibatches == 1 and
+                not 0 < a.micro_batch_size < r.prompts_per_step * r.samples_per_prompt)  # one graph of the batch
 
     def rollout_is_forward(self, rows: int, prompt_len: int) -> bool:
         """One pass, and no dropout to tell training from sampling: the rollout's own forward (graph kept) is the
@@ -334,7 +338,7 @@ class Trainer:
             return batch.logprobs
         with torch.set_grad_enabled(grad):
             return token_logprobs(self.lm, batch, self.live.temperature, with_entropy=with_entropy,
-                                  with_hidden=with_hidden)
+                                  with_hidden=with_hidden, full=self.cfg.algorithm.update == "trpo")
 
     def evaluate(self, batch: Batch) -> Old:
         """Old and reference log-probs, entropy and values. With one pass of one minibatch the old policy IS the
@@ -403,34 +407,45 @@ class Trainer:
         log_w = (old.logp - batch.sampler_logp) * batch.mask                              # (B, T)
         return parts.IS_CORRECTIONS[a.is_correction](log_w, batch.mask, a.is_cap)
 
-    def policy_objective(self, out, old: Old, adv, mask, weights, idx=None):
+    def policy_objective(self, out, old: Old, adv, mask, weights, idx=None, whole=None):
         """The loss the policy minimises on rows `idx`: policy loss + beta * KL (if in the loss) - entropy bonus,
-        each aggregated the same way. Returns (loss, info)."""
+        each aggregated the same way. Returns (loss, info). `whole`: the loss mask of the minibatch these rows are
+        a micro-batch of; each term then carries the share of the minibatch's normaliser (losses.normaliser), so
+        the micro-batches' losses sum to the minibatch's."""
         a, k, max_len = self.cfg.algorithm, self.cfg.kl, self.cfg.rollout.max_new_tokens
         sel = (lambda x: x) if idx is None else (lambda x: None if x is None else x[idx])
+        share = _share(mask, whole, max_len)
+        seq_level = losses.POLICY_LOSSES[a.policy_loss].level == "sequence"
         logp, old_logp = out["logp"], sel(old.logp)
         loss, info = losses.policy_loss(logp, old_logp, sel(adv), mask, kind=a.policy_loss,
                                         clip_low=a.clip_low, clip_high=a.clip_high, dual_clip=a.dual_clip or None,
                                         agg=a.aggregation, max_len=max_len, weights=sel(weights))
+        if share:
+            loss = loss * share("seq_mean_token_sum" if seq_level else a.aggregation)
         info["loss/policy"] = float(loss.detach())
         if k.placement == "loss" and self.kl_ctl.value > 0:
             kl_loss = losses.aggregate(kl.estimate(logp, sel(old.ref_logp), k.estimator, old_logp), mask,
                                        a.aggregation, max_len)
+            kl_loss = kl_loss * share(a.aggregation) if share else kl_loss
             loss = loss + self.kl_ctl.value * kl_loss
             info["loss/kl"] = float(kl_loss.detach())
         if a.entropy_coef:
             entropy = losses.aggregate(out["entropy"], mask, a.aggregation, max_len)
+            entropy = entropy * share(a.aggregation) if share else entropy
             loss = loss - a.entropy_coef * entropy
             info["loss/entropy"] = float(entropy.detach())
         return loss, info
 
-    def critic_step(self, hidden: torch.Tensor, old: Old, returns, mask, idx=None) -> dict[str, float]:
+    def critic_step(self, hidden: torch.Tensor, old: Old, returns, mask, idx=None, whole=None) -> dict[str, float]:
         """The critic's loss on detached states (it never pulls the LoRA weights); returns its info. The caller
-        back-propagates it with the policy loss (Adam, own parameter group) or alone (TRPO)."""
+        back-propagates it with the policy loss (Adam, own parameter group) or alone (TRPO). `whole`: as in
+        policy_objective."""
         a = self.cfg.algorithm
         sel = (lambda x: x) if idx is None else (lambda x: x[idx])
         v = self.critic(hidden.detach())
         v_loss, v_info = losses.value_loss(v, sel(old.values), sel(returns), mask, clip=a.value_clip or None)
+        if whole is not None:
+            v_loss = v_loss * _share(mask, whole, None)("token_mean")
         return {"value_loss": v_loss, "loss/value": float(v_loss.detach()), "value/clip_frac": v_info["clip_frac"]}
 
     def gradient_update(self, batch: Batch, old: Old, adv, returns, loss_mask, weights=None) -> dict[str, Any]:
@@ -451,20 +466,29 @@ class Trainer:
                 if not mask.any():
                     skipped += 1
                     continue
-                out = old.fresh or self.logprobs(mb, grad=True, with_entropy=a.entropy_coef > 0,
-                                                 with_hidden=self.critic is not None)
-                loss, info = self.policy_objective(out, old, adv, mask, weights, idx)
-                if self.critic is not None:
-                    v = self.critic_step(out["hidden"], old, returns, mask, idx)
-                    loss = loss + v.pop("value_loss")  # separate parameters and optimiser group: no weight needed
-                    info.update(v)
-                info["loss/total"] = float(loss.detach())
-                self.ensure_finite(loss, "loss")
                 self.opt.zero_grad(set_to_none=True)
-                loss.backward()
+                micro = []  # gradient accumulation: the micro-batches' losses sum to the minibatch's
+                for part in _micro_batches(idx, a.micro_batch_size):
+                    # batch.select(part, k): a micro-batch of whole groups keeps its prompts shared (rollout checks)
+                    whole, pmb, pmask = (None, mb, mask) if part is idx else (mask, batch.select(part, mb.k),
+                                                                              loss_mask[part])
+                    if not pmask.any():
+                        continue  # no token in the loss: its share of every term is exactly 0
+                    out = old.fresh or self.logprobs(pmb, grad=True, with_entropy=a.entropy_coef > 0,
+                                                     with_hidden=self.critic is not None)
+                    loss, info = self.policy_objective(out, old, adv, pmask, weights, part, whole)
+                    if self.critic is not None:
+                        v = self.critic_step(out["hidden"], old, returns, pmask, part, whole)
+                        loss = loss + v.pop("value_loss")  # separate parameters and optimiser group: no weight needed
+                        info.update(v)
+                    info["loss/total"] = float(loss.detach())
+                    self.ensure_finite(loss, "loss")
+                    loss.backward()
+                    last_logp[part] = out["logp"].detach()
+                    micro.append(info)
+                info = _summed_losses(micro)
                 info["grad/norm"] = self.clip_grads()
                 self.opt.step()
-                last_logp[idx] = out["logp"].detach()
                 infos.append(info)
         total = a.epochs * a.minibatches
         return {**_mean_dicts(infos), "logp": last_logp, "update/skipped_frac": skipped / total}
@@ -644,6 +668,27 @@ class Trainer:
                               self.completions(batch.completion_ids[:n]),
                               [self.tok.convert_ids_to_tokens(ids[i][:L]) for i, L in enumerate(lengths)],
                               scores[:n].tolist(), batch.eos[:n].tolist(), per_token, group_size=K)
+
+
+def _micro_batches(idx: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """The rows `idx` of a minibatch in micro-batches of `size` rows (0, or at least all: `idx` itself)."""
+    return [idx] if size <= 0 or size >= idx.numel() else list(idx.split(size))
+
+
+def _share(mask: torch.Tensor, whole: torch.Tensor | None, max_len: int | None):
+    """mode -> the micro-batch's share of the minibatch's loss normaliser; None when it is the whole minibatch."""
+    if whole is None:
+        return None
+    return lambda mode: losses.normaliser(mask, mode, max_len) / losses.normaliser(whole, mode, max_len)
+
+
+def _summed_losses(ds: list[dict[str, float]]) -> dict[str, float]:
+    """One minibatch's info from its micro-batches': losses add up (each is its share), statistics average."""
+    out = _mean_dicts(ds)
+    for key in out:
+        if key.startswith("loss/"):
+            out[key] = sum(d[key] for d in ds if key in d)
+    return out
 
 
 def _mean_dicts(ds: list[dict[str, float]]) -> dict[str, float]:

@@ -170,7 +170,7 @@ def test_every_supported_format_loads_with_its_columns(tmp_path):
     ds = datasets.Dataset.from_list(rows)
     ds.to_csv(tmp_path / "p.csv", index=False)
     ds.to_parquet(tmp_path / "p.parquet")
-    ds.save_to_disk(tmp_path / "saved")
+    ds.save_to_disk(str(tmp_path / "saved"))  # a str: datasets 2.19 (the floor) refuses a Path here
     (tmp_path / "p.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     for name in ("p.csv", "p.parquet", "saved", "p.jsonl"):
         assert load_rows(str(tmp_path / name)) == rows, name

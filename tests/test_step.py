@@ -171,7 +171,8 @@ def test_the_option_table_covers_every_setting():
                            "run.steps", "run.seed", "run.name", "run.log_samples",
                            # your own data, rewards and checkpoints: tests/test_own_task.py, tests/test_checkpoint.py
                            "rollout.dataset", "rollout.reward_fns", "rollout.reward_weights", "rollout.chat_template",
-                           "model.adapter", "run.save_every", "run.resume"}
+                           "model.adapter", "run.save_every", "run.resume",
+                           "algorithm.micro_batch_size"}  # tests/test_micro_batch.py
     assert set(flat(build("grpo"))) <= covered | exercised_elsewhere
 
 

@@ -23,6 +23,7 @@ STATUSES = (EXACT, APPROX, DROPPED, BLOCKED, NA)
 # Settings that only change what the lab shows or where it runs, never the algorithm.
 LAB_ONLY = {
     "model.fast_forward": "labcore's own forward pass: the same maths as transformers",
+    "algorithm.micro_batch_size": "memory only: the same step in smaller passes (the target has its own setting)",
     "model.device": "the target picks its devices (accelerate / Ray)",
     "run.name": "a legend label",
     "run.grad_variance": "a lab chart (extra backward passes)",
