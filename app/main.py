@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any
 
 import gradio as gr
@@ -31,6 +32,11 @@ from labcore.runner import ACTIVE, RunManager, SharedLimits
 
 TITLE = "rlhf-lab"
 FAST_TICK, FAST_TICKS = 0.2, 25  # seconds between the ticks right after Start, and at most how many of them
+# While a tab follows a running run's latest step, its samples are re-sent at most this often: the token-coloured
+# markup (~11 KiB for 16 completions) would otherwise be most of every tick, and text that changes every second
+# cannot be read anyway. A finished or paused run, another step or page, and a redraw are sent at once.
+SAMPLES_EVERY = 3.0
+clock = time.monotonic  # the samples' pacing clock (a test steps it by hand)
 TAGLINE = ("Train a tiny language model with RLHF policy-gradient algorithms and watch every part move: "
            "swap the baseline, the loss, the KL, and see the reward, KL and clipping react live.")
 WIDE = {"algorithm.recipe", "model.policy", "model.reward_model", "model.lora_targets", "run.name"}
@@ -272,7 +278,12 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
             version, shown_html, table, steps = lab.samples_view(run_id, None if follow_latest else int(at_step or 0),
                                                                  qty, page)
             samples_sig = [run_id, version, qty, follow_latest, len(steps), page]
-            if force or samples_sig != new.get("samples"):
+            last = new.get("samples")
+            only_newer = bool(last) and [last[0], *last[2:4], last[5]] == [run_id, qty, follow_latest, page]
+            paced = (only_newer and follow_latest and bool(st) and st.get("state") == "running"
+                     and clock() - new.get("samples_t", 0.0) < SAMPLES_EVERY)
+            if force or (samples_sig != last and not paced):
+                new["samples_t"] = clock()
                 out[samples_view] = shown_html
                 out[samples_table] = table
                 if steps:

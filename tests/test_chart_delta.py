@@ -111,3 +111,37 @@ def test_a_long_runs_downsampled_charts_grow_by_their_last_bucket():
     assert {k: c["data"] for k, c in held.items()} == {f["id"]: f["data"] for f in new}
     assert not orjson.loads(payload)["charts"], "no chart resent whole"
     assert len(payload) < 2048, len(payload)
+
+
+def test_a_followed_running_runs_samples_are_paced_and_the_last_ones_always_arrive(tmp_path, default_records,
+                                                                                    monkeypatch):
+    """While the tab follows a running run, the samples markup is re-sent at most every SAMPLES_EVERY seconds
+    (a tick a second carries it one tick in three); when the run ends, the last step's samples arrive at once."""
+    import app.main as main
+
+    now = [100.0]
+    monkeypatch.setattr(main, "clock", lambda: now[0])
+    records, samples = default_records
+    manager = RunManager(tmp_path)
+    run_id = manager.store.create(C.load_preset("grpo"), "t")
+    manager.store.update_meta(run_id, state="running")
+    view = next(f.fn for f in main.build_demo(manager).fns.values() if getattr(f.fn, "__name__", "") == "view")
+    inputs = ["t", run_id, [], 0.6, "step", "advantage", True, 0]
+    sig, sent = {}, []
+    for n in range(0, 18, 3):  # a tick a second, three new steps each
+        for r in records[n:n + 3]:
+            manager.store.append(run_id, r, samples)
+        time.sleep(0.6)  # tabs share a build younger than 0.5 s (app.lab.SharedBuilds)
+        out = view(*inputs, sig)
+        sig = out[6] if isinstance(out[6], dict) and "__type__" not in out[6] else sig  # else: unchanged (skip)
+        sent.append(isinstance(out[3], str))
+        now[0] += 1.0
+    assert sent == [True, False, False, True, False, False], sent
+    manager.store.update_meta(run_id, state="done")
+    out = view(*inputs, sig)
+    assert isinstance(out[3], str), "the finished run's last samples are sent at once"
+    sig = out[6] if isinstance(out[6], dict) and "__type__" not in out[6] else sig
+    manager.store.update_meta(run_id, state="running")
+    following = view(*inputs[:6], False, 2, sig)  # another step asked for: sent at once, not paced
+    assert isinstance(following[3], str)
+    manager.shutdown()
