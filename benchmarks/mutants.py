@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = "tests/test_parts.py tests/test_losses.py tests/test_kl.py tests/test_advantages.py tests/test_step.py"
+TESTS = ("tests/test_parts.py tests/test_losses.py tests/test_kl.py tests/test_advantages.py tests/test_step.py "
+         "tests/test_micro_batch.py tests/test_chunked.py")
 
 # (file, text to find (exactly once), replacement, what the bug is)
 MUTANTS = [
@@ -91,6 +92,19 @@ MUTANTS = [
      "reference reset leaves the adapter on top"),
     ("labcore/trainer.py", "            self.kl_ctl.value = self._kl_applied = self.live.kl_coef",
      "            self._kl_applied = self.live.kl_coef", "live KL recorded but not applied"),
+    # gradient accumulation (algorithm.micro_batch_size) and the chunked head (labcore/chunked.py)
+    ("labcore/trainer.py", 'loss = loss * share("seq_mean_token_sum" if seq_level else a.aggregation)',
+     "loss = loss * share(a.aggregation)", "a sequence-level loss's micro-batch share taken per token"),
+    ("labcore/trainer.py", "kl_loss = kl_loss * share(a.aggregation) if share else kl_loss",
+     "kl_loss = kl_loss", "the KL term of each micro-batch normalised on its own"),
+    ("labcore/losses.py", "return ((mask > 0).sum(1) > 0).sum().to(mask.dtype).clamp(min=1.0)",
+     "return torch.tensor(float(B), dtype=mask.dtype)", "fully masked rows counted in a micro-batch's share"),
+    ("labcore/chunked.py", "g = g - g_entropy[s:s + ctx.n, None] * p * (l_all + H)",
+     "g = g + g_entropy[s:s + ctx.n, None] * p * (l_all + H)", "the chunked entropy's gradient flipped"),
+    ("labcore/chunked.py", "g.scatter_add_(-1, tokens[s:s + ctx.n, None], g_logp[s:s + ctx.n, None])",
+     "pass", "the chunked log-prob's gradient misses the taken token's term"),
+    ("labcore/chunked.py", "g = (g / ctx.temperature).to(weight.dtype)",
+     "g = g.to(weight.dtype)", "the chunked head's gradient ignores the temperature"),
 ]
 
 
