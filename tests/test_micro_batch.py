@@ -53,6 +53,13 @@ CASES = {
     "seq_mean_token_mean": ("grpo", {}),
     "dr_grpo": ("dr_grpo", {}),
     "gspo": ("gspo", {"algorithm.minibatches": 1}),  # a sequence-level loss
+    # a sequence-level loss under a per-token aggregation, on completions of varied lengths: its share still
+    # counts sequences, not tokens
+    "gspo_token_mean": ("gspo", {"algorithm.minibatches": 1, "algorithm.aggregation": "token_mean",
+                                 "rollout.task": "length", "rollout.max_new_tokens": 8}),  # lengths that vary
+    # k1 in the loss has a gradient on the first step (k3's is 0 at pi = ref): the KL term's share is checked
+    "kl_in_loss": ("grpo", {"kl.placement": "loss", "kl.estimator": "k1", "kl.coef": 0.5,
+                            "algorithm.aggregation": "token_mean"}),
     "ppo": ("ppo", {"algorithm.epochs": 1}),         # a critic, two shuffled minibatches
 }
 
