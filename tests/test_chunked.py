@@ -6,6 +6,7 @@ Chunking is forced with a zero threshold; the last test pins that the built-in m
 
 import pytest
 import torch
+from sgd import use_plain_sgd
 from ui_fixtures import require_model
 
 from labcore import chunked
@@ -111,13 +112,7 @@ def test_a_training_step_chunked_equals_the_plain_step(monkeypatch):
     def step(threshold):
         monkeypatch.setattr(chunked, "CHUNK_FROM", threshold)
         trainer = Trainer(cfg)
-        trainer.opt = torch.optim.SGD([{"params": g["params"], "lr": g["lr"]} for g in trainer.opt.param_groups])
-        grads, sgd_step = [], trainer.opt.step
-
-        def recorded():
-            grads.append(torch.cat([p.grad.flatten() for p in trainer.params]))
-            sgd_step()
-        trainer.opt.step = recorded
+        grads = use_plain_sgd(trainer)
         return trainer.train_step().metrics, torch.stack(grads)
 
     m_plain, g_plain = step(10**12)

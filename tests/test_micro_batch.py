@@ -9,6 +9,7 @@ whose micro-batches normalise by themselves fails the same comparison (the test 
 
 import pytest
 import torch
+from sgd import use_plain_sgd
 
 from labcore import losses
 from labcore import trainer as trainer_module
@@ -37,13 +38,7 @@ def one_step(recipe, over, micro):
     step is lr x sign(g), blind to the gradient's scale and erratic where g is near its eps). Returns the LoRA
     weights after the step and the gradient of every optimiser step (one per minibatch)."""
     trainer = Trainer(build(recipe, {**SMALL, **over, "algorithm.micro_batch_size": micro}))
-    trainer.opt = torch.optim.SGD([{"params": g["params"], "lr": g["lr"]} for g in trainer.opt.param_groups])
-    grads, step = [], trainer.opt.step
-
-    def recorded_step():
-        grads.append(torch.cat([p.grad.flatten() for p in trainer.params]))
-        step()
-    trainer.opt.step = recorded_step
+    grads = use_plain_sgd(trainer)
     trainer.train_step()
     return torch.cat([p.detach().flatten() for p in trainer.params]), torch.stack(grads)
 

@@ -7,7 +7,7 @@ the pages open with `?run=`. Screenshots go to screenshots/ (gitignored).
 from pathlib import Path
 
 import pytest
-from ui_fixtures import ARGS, BROWSER_MARKS, CHROMIUM, SHOTS, free_port, require_model
+from ui_fixtures import BROWSER_MARKS, SHOTS, require_model, serve
 
 from app.present import KEY_CHART
 from labcore import config as C
@@ -26,7 +26,6 @@ VISIBLE = "(sel) => { const e = document.querySelector(sel); return !!e && e.off
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from app.main import build_demo, launch_options
     from labcore.runner import RunManager
 
     model = require_model()
@@ -34,23 +33,11 @@ def served(tmp_path_factory):
     small = {"model.policy": model, "rollout.prompts_per_step": 2, "rollout.samples_per_prompt": 2,
              "rollout.max_new_tokens": 4, "run.steps": 100_000}
     going = manager.submit(C.build("grpo", small), owner="someone")
-    demo = build_demo(manager)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **launch_options(manager))
-    yield f"http://127.0.0.1:{port}/", going
+    url, demo = serve(manager)
+    yield url, going
     demo.close()
     manager.stop(going)
     manager.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ and a long one that the page opens with `?run=`. Screenshots go to screenshots/ 
 
 
 import pytest
-from ui_fixtures import ARGS, BROWSER_MARKS, CHROMIUM, SHOTS, free_port, require_model
+from ui_fixtures import BROWSER_MARKS, SHOTS, require_model, serve
 
 from labcore import config as C
 
@@ -18,7 +18,6 @@ IN_VIEW = """(sel) => [...document.querySelectorAll(sel)].filter(e => { const r 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from app.main import build_demo, launch_options
     from labcore.runner import RunManager
 
     model = require_model()
@@ -28,23 +27,11 @@ def served(tmp_path_factory):
     done = manager.submit(C.build("rloo", {**small, "run.steps": 3}), owner="someone")
     manager.wait(done, 120)
     going = manager.submit(C.build("grpo", {**small, "run.steps": 100_000}), owner="someone")
-    demo = build_demo(manager)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **launch_options(manager))
-    yield f"http://127.0.0.1:{port}/", manager, done, going
+    url, demo = serve(manager)
+    yield url, manager, done, going
     demo.close()
     manager.stop(going)
     manager.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def open_page(browser, url: str, width: int, height: int):

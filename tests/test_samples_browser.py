@@ -10,7 +10,7 @@ Headless Chromium (the system's, as in test_browser.py) against a served lab:
 import json
 
 import pytest
-from ui_fixtures import ARGS, BROWSER_MARKS, CHROMIUM, SHOTS, free_port, require_model
+from ui_fixtures import BROWSER_MARKS, SHOTS, require_model, serve
 
 from labcore import config as C
 
@@ -26,7 +26,6 @@ REWARD_LEN = """() => {
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from app.main import build_demo, launch_options
     from labcore.runner import RunManager
 
     model = require_model()
@@ -35,22 +34,10 @@ def served(tmp_path_factory):
              "rollout.max_new_tokens": 4, "run.grad_variance": False}
     done = manager.submit(C.build("grpo", {**small, "run.steps": 6}), owner="someone")
     manager.wait(done, 120)
-    demo = build_demo(manager)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **launch_options(manager))
-    yield f"http://127.0.0.1:{port}/", manager, done, small
+    url, demo = serve(manager)
+    yield url, manager, done, small
     demo.close()
     manager.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def open_run(browser, url: str, run_id: str):

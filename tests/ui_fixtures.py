@@ -191,3 +191,15 @@ def lab_page(runs_dir, width: int = 1280, height: int = 720, isolation: str = "p
     finally:
         demo.close()
         manager.shutdown()
+
+
+def serve(manager):
+    """Serve the lab for `manager` as `rlhf-lab` does (build_demo + launch_options) on a free loopback port:
+    returns (url, demo); the caller closes the demo."""
+    from app.main import build_demo, launch_options
+
+    demo = build_demo(manager)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, quiet=True, server_port=port, **launch_options(manager))
+    return f"http://127.0.0.1:{port}/", demo
+
