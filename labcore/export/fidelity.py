@@ -43,6 +43,21 @@ class Row:
     note: str = ""  # the reason, for every status but a plain exact
 
 
+def row_adder(cfg: Config, rows: dict[str, Row]):
+    """`row(setting, key, status=EXACT, note="")`: records in `rows` how one lab setting maps to a target's key."""
+    def row(setting: str, key: str, status: str = EXACT, note: str = "") -> None:
+        section, name = setting.split(".")
+        rows[setting] = Row(setting, getattr(getattr(cfg, section), name), key, status, note)
+    return row
+
+
+def reward_model_row(row, task: str) -> None:
+    """The sentiment task's reward model travels with every export and scores as the lab scores it."""
+    if task == "sentiment":
+        row("model.reward_model", "lab_rewards.reward_model (the model copied or named)",
+            note="scored in the reward function as the lab scores it: prompt + ' ' + completion")
+
+
 def unused(cfg: Config) -> dict[str, str]:
     """{setting: why it does not act} for settings the recipe's other choices switch off."""
     a, k, r = cfg.algorithm, cfg.kl, cfg.rollout

@@ -15,7 +15,7 @@ from typing import Any
 
 from labcore.config import Config
 from labcore.export import fidelity, world
-from labcore.export.fidelity import APPROX, BLOCKED, EXACT, Row
+from labcore.export.fidelity import APPROX, BLOCKED, EXACT, Row, reward_model_row, row_adder
 from labcore.export.report import Report, begin, finish, judged
 
 
@@ -47,10 +47,7 @@ def plan(cfg: Config, model: str, targets: list[str]) -> tuple[list[str], dict[s
     """(argv after `-m openrlhf.cli.train_ppo_ray`, {lab setting: Row})."""
     a, r, o, m = cfg.algorithm, cfg.rollout, cfg.optim, cfg.model
     rows: dict[str, Row] = {}
-
-    def row(setting: str, key: str, status: str = EXACT, note: str = "") -> None:
-        section, name = setting.split(".")
-        rows[setting] = Row(setting, getattr(getattr(cfg, section), name), key, status, note)
+    row = row_adder(cfg, rows)
 
     adv, switches, status, note = estimator(cfg)
     row("algorithm.recipe", f"--algo.advantage.estimator {adv}" if adv else "", status, note)
@@ -83,9 +80,7 @@ def plan(cfg: Config, model: str, targets: list[str]) -> tuple[list[str], dict[s
         flags["--actor.dual_clip"] = a.dual_clip
     row("rollout.task", "--data.prompt_dataset + --reward.remote_url reward_func.py")
     row("rollout.prompts_per_step", "--rollout.batch_size")
-    if r.task == "sentiment":
-        row("model.reward_model", "lab_rewards.reward_model (the model copied or named)",
-            note="scored in the reward function as the lab scores it: prompt + ' ' + completion")
+    reward_model_row(row, r.task)
     row("rollout.samples_per_prompt", "--rollout.n_samples_per_prompt")
     row("rollout.max_new_tokens", "--rollout.max_new_tokens")
     row("rollout.temperature", "--rollout.temperature")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from labcore.config import Config
-from labcore.export.fidelity import APPROX, BLOCKED, DROPPED, EXACT, Row
+from labcore.export.fidelity import APPROX, BLOCKED, DROPPED, EXACT, Row, reward_model_row, row_adder
 
 _NO_RATIO = "one optimiser step per batch keeps the ratio at 1, where the clipped surrogate's gradient is REINFORCE's"
 
@@ -46,10 +46,7 @@ def plan(cfg: Config) -> tuple[str | None, dict[str, Any], dict[str, Row]]:
     a, r, o = cfg.algorithm, cfg.rollout, cfg.optim
     trainer, why, blame = trainer_for(cfg)
     rows: dict[str, Row] = {}
-
-    def row(setting: str, key: str, status: str = EXACT, note: str = "") -> None:
-        section, name = setting.split(".")
-        rows[setting] = Row(setting, getattr(getattr(cfg, section), name), key, status, note)
+    row = row_adder(cfg, rows)
 
     row("algorithm.recipe", trainer or "", EXACT if trainer else BLOCKED, why)
     if trainer is None:
@@ -83,9 +80,7 @@ def plan(cfg: Config) -> tuple[str | None, dict[str, Any], dict[str, Row]]:
     row("run.steps", "max_steps", note=f"TRL counts optimiser steps: steps x epochs x minibatches = {keys['max_steps']}")
     row("run.seed", "seed", note="the same prompts; sampling and LoRA initialisation draw other random numbers")
     row("rollout.task", "train_dataset + reward_funcs")
-    if r.task == "sentiment":
-        row("model.reward_model", "lab_rewards.reward_model (the model copied or named)",
-            note="scored in the reward function as the lab scores it: prompt + ' ' + completion")
+    reward_model_row(row, r.task)
     row("rollout.max_new_tokens", "max_completion_length")
     row("rollout.temperature", "temperature")
     row("rollout.top_p", "top_p")

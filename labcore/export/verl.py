@@ -18,7 +18,7 @@ from typing import Any
 
 from labcore.config import Config
 from labcore.export import fidelity, world
-from labcore.export.fidelity import APPROX, BLOCKED, EXACT, Row
+from labcore.export.fidelity import APPROX, BLOCKED, EXACT, Row, reward_model_row, row_adder
 from labcore.export.report import Report, begin, finish, judged
 
 KL_TYPES = {"k1": "kl", "k2": "mse", "k3": "low_var_kl"}
@@ -60,10 +60,7 @@ def plan(cfg: Config, model: str, targets: list[str]) -> tuple[dict[str, Any], d
     """({Hydra key: value}, {lab setting: Row}). Keys starting with '+' are new to verl's yaml."""
     a, r, o, m = cfg.algorithm, cfg.rollout, cfg.optim, cfg.model
     rows: dict[str, Row] = {}
-
-    def row(setting: str, key: str, status: str = EXACT, note: str = "") -> None:
-        section, name = setting.split(".")
-        rows[setting] = Row(setting, getattr(getattr(cfg, section), name), key, status, note)
+    row = row_adder(cfg, rows)
 
     adv, status, note = estimator(cfg)
     row("algorithm.recipe", f"algorithm.adv_estimator={adv}" if adv else "", status, note)
@@ -103,9 +100,7 @@ def plan(cfg: Config, model: str, targets: list[str]) -> tuple[dict[str, Any], d
     else:
         row("rollout.task", "data.train_files + reward.custom_reward_function")
     row("rollout.prompts_per_step", "data.train_batch_size")
-    if r.task == "sentiment":
-        row("model.reward_model", "lab_rewards.reward_model (the model copied or named)",
-            note="scored in the reward function as the lab scores it: prompt + ' ' + completion")
+    reward_model_row(row, r.task)
     row("rollout.samples_per_prompt", "actor_rollout_ref.rollout.n")
     row("rollout.max_new_tokens", "data.max_response_length")
     row("rollout.temperature", f"{R}.temperature")
