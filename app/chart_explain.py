@@ -77,11 +77,19 @@ _JS = """
       if (note.textContent !== n[id]) note.textContent = n[id];
     }
   }
+  // Watch only what can change the decoration: a chart div added to the grid, and the notes element's contents
+  // (not every Plotly redraw inside the charts). Both appear once Gradio has mounted the page.
   let queued = false;
   const later = () => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; decorate(); }); } };
-  new MutationObserver(later).observe(document.body, {childList: true, subtree: true, attributes: true,
-                                                       attributeFilter: ['data-notes']});
-  decorate();
+  const attach = () => {
+    const grid = document.querySelector('#rl-charts [data-rl-charts]'), held = document.getElementById('rl-chart-notes');
+    if (!grid || !held) { setTimeout(attach, 200); return; }
+    new MutationObserver(later).observe(grid, {childList: true});
+    new MutationObserver(later).observe(held, {childList: true, subtree: true, attributes: true,
+                                               attributeFilter: ['data-notes']});
+    decorate();
+  };
+  attach();
 }
 """
 
