@@ -16,7 +16,7 @@ from labcore import trainer as trainer_module
 from labcore.config import ConfigError, build, check
 from labcore.trainer import Trainer
 
-SMALL = {"rollout.prompts_per_step": 4, "rollout.samples_per_prompt": 2, "rollout.max_new_tokens": 4,
+SMALL = {"model.device": "cpu", "rollout.prompts_per_step": 4, "rollout.samples_per_prompt": 2, "rollout.max_new_tokens": 4,
          "run.grad_variance": False, "optim.lr": 0.1}
 
 
