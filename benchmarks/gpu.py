@@ -73,7 +73,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_labcore(model_dir: Path, args, device: str, fast: bool) -> dict:
+def run_labcore(model_dir: Path, args, device: str, fast: bool, fused: bool = True) -> dict:
     from labcore.config import build
     from labcore.trainer import Trainer
 
@@ -84,6 +84,8 @@ def run_labcore(model_dir: Path, args, device: str, fast: bool) -> dict:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     trainer = Trainer(cfg)
+    if not fused:  # score the batch in one forward after sampling, instead of keeping the sampling loop's graph
+        trainer.rollout_is_forward = lambda **kw: False
     dev = trainer.device
     clock = {"rollout": 0.0, "update": 0.0, "tokens": 0.0}
 
@@ -112,7 +114,7 @@ def run_labcore(model_dir: Path, args, device: str, fast: bool) -> dict:
         rollout_tps.append(tokens / clock["rollout"])
         update_tps.append(tokens / clock["update"])
     p = next(trainer.model.parameters())
-    return {"side": f"labcore ({trainer.forward_name})", "device": str(p.device), "dtype": str(p.dtype),
+    return {"side": f"labcore ({trainer.forward_name}{'' if fused else ', rollout graph not kept'})", "device": str(p.device), "dtype": str(p.dtype),
             "s_step": statistics.median(steps[1:] or steps), "rollout_tps": statistics.median(rollout_tps[1:] or rollout_tps),
             "update_tps": statistics.median(update_tps[1:] or update_tps), "peak": peak_gb(device)}
 
@@ -185,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=8, help="K samples per prompt")
     p.add_argument("--tokens", type=int, default=64, help="completion budget (max_new_tokens)")
     p.add_argument("--no-trl", action="store_true", help="labcore only")
+    p.add_argument("--unfused-too", action="store_true",
+                   help="also run labcore with the rollout's graph not kept (one scoring forward after sampling)")
     p.add_argument("--dry-run", action="store_true", help="check the script on the CPU at a toy size (2 steps)")
     args = p.parse_args(argv)
     if args.dry_run:
@@ -216,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = [run_labcore(model_dir, args, device, fast=True)]
         if device == "cuda":
             rows.append(run_labcore(model_dir, args, device, fast=False))
+        if args.unfused_too:
+            rows.append(run_labcore(model_dir, args, device, fast=True, fused=False))
+            rows.append(run_labcore(model_dir, args, device, fast=False, fused=False))
         if not args.no_trl:
             rows.append(run_trl(model_dir, args))
         print("| side | device | dtype | s/step | rollout tokens/s | update tokens/s | peak GPU memory (GiB) |")
