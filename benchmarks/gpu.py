@@ -113,10 +113,28 @@ def run_labcore(model_dir: Path, args, device: str, fast: bool, fused: bool = Tr
         tokens = m["len/mean"] * args.prompts * args.samples
         rollout_tps.append(tokens / clock["rollout"])
         update_tps.append(tokens / clock["update"])
+    if args.profile:  # one more step under torch.profiler: where the device time and the launches go
+        profile_step(trainer, f"{trainer.forward_name}{'' if fused else ', rollout graph not kept'}")
     p = next(trainer.model.parameters())
     return {"side": f"labcore ({trainer.forward_name}{'' if fused else ', rollout graph not kept'})", "device": str(p.device), "dtype": str(p.dtype),
             "s_step": statistics.median(steps[1:] or steps), "rollout_tps": statistics.median(rollout_tps[1:] or rollout_tps),
             "update_tps": statistics.median(update_tps[1:] or update_tps), "peak": peak_gb(device)}
+
+
+def profile_step(trainer, name: str) -> None:
+    """Print one step's operators with the most device time (self time), and how many kernels it launched."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=acts) as prof:
+        trainer.train_step()
+        sync(trainer.device)
+    events = prof.key_averages()
+    key = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    kernels = sum(e.count for e in events if getattr(e, "device_type", None) is not None
+                  and str(e.device_type).endswith("CUDA"))
+    print(f"\n### One step of labcore ({name}) under torch.profiler: {kernels} device kernels\n")
+    print(events.table(sort_by=key, row_limit=12, max_name_column_width=50))
 
 
 def run_trl(model_dir: Path, args) -> dict:
@@ -187,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=8, help="K samples per prompt")
     p.add_argument("--tokens", type=int, default=64, help="completion budget (max_new_tokens)")
     p.add_argument("--no-trl", action="store_true", help="labcore only")
+    p.add_argument("--profile", action="store_true", help="profile one extra step of each labcore side")
     p.add_argument("--unfused-too", action="store_true",
                    help="also run labcore with the rollout's graph not kept (one scoring forward after sampling)")
     p.add_argument("--dry-run", action="store_true", help="check the script on the CPU at a toy size (2 steps)")
