@@ -23,7 +23,9 @@ effect is paired. Two more comparisons:
   earlier". With w the window's length, m* = the arm's `match` averaged over `window`, and s the first step of
   `against` whose `match` averaged over steps s-w+1..s reaches m* (>= m*), the effect compares the arm's `metric`
   over `window` with `against`'s `metric` over steps s-w+1..s. If `against` never reaches m*, the effect is nan
-  and the claim fails (a KL penalty that was never passed is not a matched comparison). Over n seeds, with mean m and standard error s = sd / sqrt(n), a claim holds when
+  and the claim fails (a KL penalty that was never passed is not a matched comparison).
+
+Over n seeds, with mean m and standard error s = sd / sqrt(n), a claim holds when
 
     greater:  m - z*s > threshold  and every seed's effect > threshold
     less:     m + z*s < threshold  and every seed's effect < threshold
@@ -31,8 +33,9 @@ effect is paired. Two more comparisons:
 
 (z = 2 unless the claim says otherwise). A probe lesson has one arm, named "probe", whose "metrics" are the
 values the probe returns (PROBES: the paired gradient variance of baselines, labcore.variance; the KL placements'
-and the credit estimators' token advantages on one batch, labcore.lesson_probes). Left out: lessons that need a new task or a gold scorer (they are not shipped until
-the tiny world has them).
+and the credit estimators' token advantages on one batch, and the upper clip's effect on one batch's update,
+labcore.lesson_probes). Left out: lessons whose phenomenon does not reproduce in the tiny world (they wait in
+presets/lessons/unshipped/ with their measurements).
 """
 
 from __future__ import annotations
