@@ -40,7 +40,7 @@ def claim_numbers(lesson: L.Lesson, v: L.Verdict, records: dict[str, list[dict]]
     c = v.claim
     arms = {a.name: a.label for a in lesson.arms}
     parts = []
-    for name in (c.arm, c.against):
+    for name in (c.arm, None if c.match else c.against):
         if name:
             try:
                 parts.append(f"{arms[name]}: {L.window_mean(records[name], c.metric, c.window):.4g}")
@@ -52,6 +52,16 @@ def claim_numbers(lesson: L.Lesson, v: L.Verdict, records: dict[str, list[dict]]
     if c.since:
         parts.append(f"{arms[c.arm]} over steps {c.since[0]}-{c.since[1]}: "
                      f"{L.window_mean(records[c.arm], c.metric, c.since):.4g}")
+    if c.target is not None:
+        parts.append(f"target: {c.target:g}")
+    if c.match:
+        try:
+            where = L.compared_window(c, records)
+        except L.LessonError:
+            where = None
+        parts.append(f"{arms[c.against]} where its `{c.match}` first reached the same value, steps "
+                     f"{where[0]}-{where[1]}: {L.window_mean(records[c.against], c.metric, where):.4g}" if where else
+                     f"{arms[c.against]}: its `{c.match}` never reached the same value")
     kind = " (log10 of the ratio)" if c.scale == "log10" else ""
     return (f"- {mark}: {c.text}. `{c.metric}` over {steps}: {', '.join(parts)}; "
             f"effect{kind} {v.mean:+.4g} (claimed {side} {c.threshold:g}).")

@@ -12,12 +12,17 @@ config. Each probe returns one record of named numbers (averaged over the batche
   (the outcome estimator) they are identical, since both placements give the same sequence sum.
 - `credit_spread`: RLOO's advantage (one number per completion, broadcast) against GAE's (a learned critic's
   temporal differences, token by token), as the spread of advantages within a completion.
+- `clip_growth`: DAPO's clip-higher on one batch (DAPO fig. 3a). From the same weights and optimiser state, the
+  preset's update (its epochs, so the clip acts) runs once with the upper clip at 0.2 and once at 0.28; the probe
+  reports how much the low-probability tokens with a positive advantage grew, the entropy after the update, and
+  the old probability of the tokens clipped at the top. (No lesson ships it yet: presets/lessons/unshipped.)
 
 Left out: the update itself (a probe never trains on its own batches) and minibatching.
 """
 
 from __future__ import annotations
 
+import copy
 import statistics
 from typing import Any
 
@@ -137,3 +142,55 @@ def credit_spread_probe(lesson, arm, seed) -> list[dict[str, float]]:
         out.append({"spread/gae": token_spread(gae, mask), "spread/rloo": token_spread(rloo, mask),
                     "len/mean": float(mask.sum(1).mean())})
     return [{"step": lesson.steps, **_average(out)}]
+
+
+CLIP_HIGH = {"symmetric": 0.2, "clip_higher": 0.28}   # GRPO's upper clip and DAPO's clip-higher
+LOW_P = 0.2   # DAPO fig. 3a: the up-clipped tokens' probability is mostly below 0.2
+
+
+def clip_growth_probe(lesson, arm, seed) -> list[dict[str, float]]:
+    """For each upper clip in CLIP_HIGH, on the same batches from the same weights: `<name>/low_growth` (the mean
+    ratio pi_new / pi_old of tokens with a positive advantage and pi_old < LOW_P), `<name>/entropy` (mean token
+    entropy after the update), `<name>/up_clipped_p` (mean pi_old of tokens with a positive advantage whose ratio
+    ended above 1 + eps_high; nan if none), `pos/p` (mean pi_old of every positive-advantage token), and the paired
+    differences `gain/low_growth` and `gain/entropy` (clip-higher minus symmetric). Token means are pooled over
+    the batches. The trainer's weights are put back after each update; its optimiser state too."""
+    trainer = _trained(lesson, arm, seed)
+    weights = [p.detach().clone() for p in trainer.params]
+    opt_state = copy.deepcopy(trainer.opt.state_dict())
+    saved, sums = trainer.cfg, {}
+
+    def add(key: str, values: torch.Tensor) -> None:  # pooled over every batch's tokens, not a mean of means
+        total, n = sums.get(key, (0.0, 0))
+        sums[key] = (total + float(values.sum()), n + values.numel())
+
+    for _ in range(lesson.probe_batches):
+        b = probe_batch(trainer)
+        batch, old = b["batch"], b["old"]
+        adv = advantages_as(trainer, {}, b)                                               # (B, T)
+        p_old = old.logp.exp()                                                            # (B, T)
+        pos = (adv > 0) & (batch.mask > 0)
+        add("pos/p", p_old[pos])
+        for name, eps in CLIP_HIGH.items():
+            with torch.no_grad():
+                for p, w in zip(trainer.params, weights):
+                    p.copy_(w)
+            trainer.opt.load_state_dict(copy.deepcopy(opt_state))
+            trainer.cfg = apply(saved, {"algorithm.clip_high": eps})
+            try:
+                trainer.gradient_update(batch, old, adv, None, batch.mask, None)
+                trainer.mode(train=False)
+                after = trainer.logprobs(batch, grad=False, with_entropy=True)
+            finally:
+                trainer.cfg = saved
+            ratio = (after["logp"] - old.logp).exp()                                      # (B, T)
+            add(f"{name}/low_growth", ratio[pos & (p_old < LOW_P)])
+            add(f"{name}/entropy", after["entropy"][batch.mask > 0])
+            add(f"{name}/up_clipped_p", p_old[pos & (ratio > 1 + eps)])
+    with torch.no_grad():  # leave the trainer as it was trained
+        for p, w in zip(trainer.params, weights):
+            p.copy_(w)
+    row = {k: total / n if n else float("nan") for k, (total, n) in sums.items()}
+    for key in ("low_growth", "entropy"):  # the paired differences the claims read: clip-higher minus symmetric
+        row[f"gain/{key}"] = row[f"clip_higher/{key}"] - row[f"symmetric/{key}"]
+    return [{"step": lesson.steps, **row}]

@@ -9,13 +9,23 @@ A lesson is a TOML file in `presets/lessons/` (adding one needs no code):
     [set]  "run.grad_variance" = false  overrides shared by every arm
     [arms.<name>]  label, set = {...}   the arms; where a lesson compares, they are one knob apart
     probe = "grad_variance"             instead of training arms: a named measurement (PROBES below)
-    [[claims]]  text, metric, arm, against, window, direction, threshold, z
+    [[claims]]  text, metric, arm, against, window, direction, threshold, z, since, scale, target, match
     explanation, formula, source, figure, follow_up
 
 A claim's effect in one seed is `metric` averaged over the steps in `window` (1-based, inclusive) in arm `arm`,
 minus the same in arm `against`, or minus the same arm's mean over the earlier steps `since` (0 when neither);
 with scale = "log10" it is log10 of their ratio instead, for effects that multiply (a KL 10x larger: 1). The arms of one seed share the seed, so the
-effect is paired. Over n seeds, with mean m and standard error s = sd / sqrt(n), a claim holds when
+effect is paired. Two more comparisons:
+
+- `target = x`: against a fixed number (e.g. the KL controller's target): the window's mean minus x, or log10 of
+  their ratio. So `scale = "log10", direction = "equal", threshold = 0.301` reads "within a factor of 2 of x".
+- `match = "kl/mean"` (with `against`): at a matched value of another metric, for "B passed the same point
+  earlier". With w the window's length, m* = the arm's `match` averaged over `window`, and s the first step of
+  `against` whose `match` averaged over steps s-w+1..s reaches m* (>= m*), the effect compares the arm's `metric`
+  over `window` with `against`'s `metric` over steps s-w+1..s. If `against` never reaches m*, the effect is nan
+  and the claim fails (a KL penalty that was never passed is not a matched comparison).
+
+Over n seeds, with mean m and standard error s = sd / sqrt(n), a claim holds when
 
     greater:  m - z*s > threshold  and every seed's effect > threshold
     less:     m + z*s < threshold  and every seed's effect < threshold
@@ -23,8 +33,9 @@ effect is paired. Over n seeds, with mean m and standard error s = sd / sqrt(n),
 
 (z = 2 unless the claim says otherwise). A probe lesson has one arm, named "probe", whose "metrics" are the
 values the probe returns (PROBES: the paired gradient variance of baselines, labcore.variance; the KL placements'
-and the credit estimators' token advantages on one batch, labcore.lesson_probes). Left out: lessons that need a new task or a gold scorer (they are not shipped until
-the tiny world has them).
+and the credit estimators' token advantages on one batch, and the upper clip's effect on one batch's update,
+labcore.lesson_probes). Left out: lessons whose phenomenon does not reproduce in the tiny world (they wait in
+presets/lessons/unshipped/ with their measurements).
 """
 
 from __future__ import annotations
@@ -53,7 +64,8 @@ DIRECTIONS = {
 REQUIRED = ("title", "question", "choices", "answer", "preset", "claims", "explanation", "source")
 OPTIONAL = ("order", "steps", "seeds", "set", "arms", "probe", "probe_batches", "formula", "figure", "follow_up",
             "charts")
-CLAIM_KEYS = ("text", "metric", "arm", "against", "window", "since", "direction", "threshold", "z", "scale")
+CLAIM_KEYS = ("text", "metric", "arm", "against", "window", "since", "direction", "threshold", "z", "scale",
+              "target", "match")
 SCALES = ("linear", "log10")
 _MISPLACED = ("TOML puts every key that follows a [table] header into that table: move the lesson's own keys "
               "(explanation, source, ...) above the first [set], [arms.*] or [[claims]] header.")
@@ -86,6 +98,8 @@ class Claim:
     z: float = 2.0
     since: tuple[int, int] | None = None   # compare the arm with itself over these earlier steps
     scale: str = "linear"                  # "log10": the effect is log10(a / b), for effects that multiply
+    target: float | None = None            # compare with this fixed number instead of an arm
+    match: str | None = None               # compare with `against` where its `match` metric first reached ours
 
 
 @dataclass(frozen=True)
@@ -199,6 +213,20 @@ def _parse(name: str, data: dict[str, Any]) -> Lesson:
                 since = None
             elif against is not None:
                 p.append(f"{cw}: use either against (another arm) or since (earlier steps of the same arm), not both.")
+        target, match = c.get("target"), c.get("match")
+        if target is not None:
+            if not isinstance(target, (int, float)) or isinstance(target, bool) or not math.isfinite(target):
+                p.append(f"{cw}: target = {target!r} must be a number (the fixed value the arm is compared with).")
+                target = None
+            elif against is not None or since is not None:
+                p.append(f"{cw}: use one of against (another arm), since (earlier steps) or target (a number).")
+        if match is not None:
+            if not isinstance(match, str) or not match:
+                p.append(f"{cw}: match = {match!r} must be a metric name, e.g. match = \"kl/mean\".")
+                match = None
+            elif against is None or target is not None:
+                p.append(f"{cw}: match = {match!r} needs against = <arm> (the arm whose earlier steps are matched) "
+                         "and no target.")
         scale = c.get("scale", "linear")
         if scale not in SCALES:
             p.append(f"{cw}: scale = {scale!r}; choose linear (a - b) or log10 (log10(a / b), for ratios).")
@@ -210,10 +238,13 @@ def _parse(name: str, data: dict[str, Any]) -> Lesson:
         if not isinstance(z, (int, float)) or z < 0:
             p.append(f"{cw}: z = {z!r} must be a number >= 0 (standard errors of margin).")
             z = 2.0
+        if scale == "log10" and target is not None and target <= 0:
+            p.append(f"{cw}: target = {target!r} must be > 0 with scale = \"log10\" (its log is taken).")
         if c["direction"] == "equal" and threshold < 0:
             p.append(f"{cw}: an 'equal' claim needs threshold >= 0 (the largest difference allowed).")
         claims.append(Claim(str(c["text"]), str(c["metric"]), arm, against, (window[0], window[1]),
-                            str(c["direction"]), float(threshold), float(z), tuple(since) if since else None, scale))
+                            str(c["direction"]), float(threshold), float(z), tuple(since) if since else None, scale,
+                            float(target) if target is not None else None, match))
     seeds = data.get("seeds", 3)
     if not isinstance(seeds, int) or seeds < 1:
         p.append(f"{where}: seeds = {seeds!r} must be a whole number >= 1 (3 or more for a check).")
@@ -304,11 +335,35 @@ def window_mean(rows: list[dict[str, float]], metric: str, window: tuple[int, in
     return statistics.fmean(vals)
 
 
+def matched_window(rows: list[dict[str, float]], match: str, value: float, width: int) -> tuple[int, int] | None:
+    """The first window of `width` steps, (s - width + 1, s), over which `match` averages >= value; None if none.
+    A running mean, not one step, so a single noisy step does not count as reaching the value."""
+    steps = sorted(r["step"] for r in rows if match in r)
+    for s in steps:
+        if s - width + 1 >= steps[0] and window_mean(rows, match, (s - width + 1, s)) >= value:
+            return (s - width + 1, s)
+    return None
+
+
+def compared_window(claim: Claim, records: dict[str, list[dict[str, float]]]) -> tuple[int, int] | None:
+    """The steps of `claim.against` a matched claim compares with (see the module docstring); None if never."""
+    width = claim.window[1] - claim.window[0] + 1
+    value = window_mean(records[claim.arm], claim.match, claim.window)
+    return matched_window(records[claim.against], claim.match, value, width)
+
+
 def effect(claim: Claim, records: dict[str, list[dict[str, float]]]) -> float:
     """One seed's effect for a claim, from each arm's step records."""
     a = window_mean(records[claim.arm], claim.metric, claim.window)
-    if claim.since:
+    if claim.target is not None:
+        b = claim.target
+    elif claim.since:
         b = window_mean(records[claim.arm], claim.metric, claim.since)
+    elif claim.match:
+        where = compared_window(claim, records)
+        if where is None:
+            return float("nan")
+        b = window_mean(records[claim.against], claim.metric, where)
     elif claim.against:
         b = window_mean(records[claim.against], claim.metric, claim.window)
     else:
@@ -344,10 +399,17 @@ def _credit_spread_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, 
     return credit_spread_probe(lesson, arm, seed)
 
 
+def _clip_growth_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, float]]:
+    from labcore.lesson_probes import clip_growth_probe
+
+    return clip_growth_probe(lesson, arm, seed)
+
+
 PROBES: dict[str, Callable[[Lesson, Arm, int], list[dict[str, float]]]] = {
     "grad_variance": _grad_variance_probe,
     "kl_placement": _kl_placement_probe,      # labcore.lesson_probes: per-token vs per-sequence KL, same batch
     "credit_spread": _credit_spread_probe,    # labcore.lesson_probes: RLOO vs GAE advantages, same batch
+    "clip_growth": _clip_growth_probe,        # labcore.lesson_probes: clip 0.2 vs 0.28 from the same weights
 }
 
 

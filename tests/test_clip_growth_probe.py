@@ -1,0 +1,29 @@
+"""The clip-growth probe (labcore.lesson_probes.clip_growth_probe, DAPO fig. 3a): two updates of the same batch
+from the same weights and optimiser state, one per upper clip. Run on a real tiny trainer, one batch."""
+
+import dataclasses
+
+from labcore import lesson_probes
+from labcore import lessons as L
+
+
+def _quick():
+    lesson = dataclasses.replace(L.load_lesson(L.lessons_dir() / "unshipped" / "clip_growth.toml"), probe_batches=1)
+    arm = lesson.arms[0]
+    return lesson, dataclasses.replace(arm, overrides={**arm.overrides, "algorithm.epochs": 2})
+
+
+def test_equal_clips_give_equal_updates(monkeypatch):
+    """With both 'arms' at the same clip the two updates start from restored weights and Adam state, so they are
+    the same update: every paired difference is exactly 0. It fails if the probe does not restore the trainer."""
+    monkeypatch.setattr(lesson_probes, "CLIP_HIGH", {"symmetric": 0.2, "clip_higher": 0.2})
+    [row] = L.run_arm(*_quick(), 0)
+    assert row["gain/entropy"] == 0.0
+    assert row["gain/low_growth"] == 0.0 or row["gain/low_growth"] != row["gain/low_growth"]  # 0, or nan: none low
+
+
+def test_clip_growth_probe_reports_its_numbers():
+    [row] = L.run_arm(*_quick(), 0)
+    assert 0.0 < row["pos/p"] < 1.0
+    assert row["symmetric/entropy"] > 0 and row["clip_higher/entropy"] > 0
+    assert row["gain/entropy"] == row["clip_higher/entropy"] - row["symmetric/entropy"]

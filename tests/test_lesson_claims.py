@@ -1,0 +1,110 @@
+"""The claim comparisons beyond arm against arm: against a fixed number (`target`, e.g. a KL controller's target)
+and at a matched value of another metric (`match`: arm A's end against arm B where B's KL first reached A's end
+KL, for "a KL penalty is early stopping"). Hand-made step records whose effect is known by hand; cases that must
+fail (never reached, off by more than the factor claimed); malformed claims named with their fix."""
+
+import math
+
+import pytest
+
+from labcore import lessons as L
+from tests.test_lessons import GOOD, lesson_dir  # noqa: F401  (the fixture)
+
+
+def _rows(**series):
+    """Step records 1..n from equal-length lists, e.g. _rows(kl=[...], gold=[...])."""
+    n = len(next(iter(series.values())))
+    return [{"step": i + 1, **{k.replace("_", "/"): v[i] for k, v in series.items()}} for i in range(n)]
+
+
+def _matched(window, direction="equal", threshold=0.5):
+    return L.Claim("c", "gold", "pen", "free", window, direction, threshold, match="kl")
+
+
+def test_target_compares_with_a_fixed_number():
+    """KL over steps 3-4 averages 0.3 against a target of 0.2: log10(1.5) = 0.176, within a factor of 2
+    (0.301); over steps 1-2 it averages 0.7: log10(3.5) = 0.544, not within 2x. Linear: 0.3 - 0.2."""
+    rows = {"a": _rows(kl=[0.6, 0.8, 0.25, 0.35])}
+    within2 = L.Claim("c", "kl", "a", None, (3, 4), "equal", 0.301, z=0.0, scale="log10", target=0.2)
+    assert L.effect(within2, rows) == pytest.approx(math.log10(1.5))
+    assert L.judge(within2, [L.effect(within2, rows)] * 3).holds
+    early = L.Claim("c", "kl", "a", None, (1, 2), "equal", 0.301, z=0.0, scale="log10", target=0.2)
+    assert L.effect(early, rows) == pytest.approx(math.log10(3.5))
+    assert not L.judge(early, [L.effect(early, rows)] * 3).holds
+    linear = L.Claim("c", "kl", "a", None, (3, 4), "greater", 0.0, target=0.2)
+    assert L.effect(linear, rows) == pytest.approx(0.1)
+
+
+def test_matched_claim_compares_with_the_other_arm_where_it_passed_the_same_kl():
+    """The penalised arm ends (steps 5-6) at KL 2.0 and gold 1.0. The free arm's 2-step running mean of KL is
+    0.5, 1.5, 2.5, ... at steps 2, 3, 4: it first reaches 2.0 over steps 3-4, where its gold averages
+    (1.2 + 0.8) / 2 = 1.0, so the effect is 0; its own end (steps 5-6, gold -2) is far lower."""
+    records = {"pen": _rows(kl=[0.0, 0.5, 1.0, 1.5, 2.0, 2.0], gold=[0.0, 0.2, 0.5, 0.8, 1.0, 1.0]),
+               "free": _rows(kl=[0.0, 1.0, 2.0, 3.0, 8.0, 20.0], gold=[0.0, 0.5, 1.2, 0.8, -1.0, -3.0])}
+    claim = _matched((5, 6))
+    assert L.compared_window(claim, records) == (3, 4)
+    assert L.effect(claim, records) == pytest.approx(0.0)
+    assert L.judge(claim, [0.0, 0.1, -0.1]).holds
+    end_vs_end = L.Claim("c", "gold", "pen", "free", (5, 6), "greater", 0.0)
+    assert L.effect(end_vs_end, records) == pytest.approx(1.0 - (-2.0))
+    # a lower gold at the matched point is measured as such: the same free run with its gold at steps 3-4 down 1
+    worse = {**records, "free": _rows(kl=[0.0, 1.0, 2.0, 3.0, 8.0, 20.0], gold=[0.0, 0.5, 0.2, -0.2, -1.0, -3.0])}
+    assert L.effect(claim, worse) == pytest.approx(1.0 - 0.0)
+    assert not L.judge(claim, [1.0, 1.0, 1.0]).holds
+
+
+def test_matched_claim_fails_when_the_other_arm_never_reaches_the_value():
+    """The free arm's KL never averages 2.0 over two steps (one spike of 3 is not enough): the effect is nan,
+    and a nan fails the claim rather than comparing with some other step."""
+    records = {"pen": _rows(kl=[0.0, 1.0, 2.0, 2.0], gold=[0.0, 0.5, 1.0, 1.0]),
+               "free": _rows(kl=[0.0, 3.0, 0.5, 1.0], gold=[0.0, 0.1, 0.2, 0.3])}
+    claim = _matched((3, 4))
+    assert L.compared_window(claim, records) is None
+    assert math.isnan(L.effect(claim, records))
+    assert not L.judge(claim, [L.effect(claim, records), 0.0, 0.0]).holds
+
+
+CLAIM = GOOD.split("[[claims]]")[0]
+
+
+@pytest.mark.parametrize("claim, fragment", [
+    ('metric = "kl/mean"\narm = "a"\nmatch = "kl/mean"', "needs against = <arm>"),
+    ('metric = "kl/mean"\narm = "a"\nagainst = "b"\ntarget = 1.0', "use one of against"),
+    ('metric = "kl/mean"\narm = "a"\ntarget = "one"', "target = 'one' must be a number"),
+    ('metric = "kl/mean"\narm = "a"\ntarget = 0.0\nscale = "log10"', "must be > 0 with scale"),
+])
+def test_a_malformed_comparison_is_named(lesson_dir, claim, fragment):  # noqa: F811
+    (lesson_dir / "bad.toml").write_text(CLAIM + f'[[claims]]\ntext = "c"\n{claim}\ndirection = "equal"\n'
+                                                 f'threshold = 0.3\n')
+    with pytest.raises(L.LessonError) as e:
+        L.load_lesson("bad")
+    assert fragment in str(e.value)
+
+
+def test_well_formed_comparisons_load(lesson_dir):  # noqa: F811
+    (lesson_dir / "ok.toml").write_text(
+        CLAIM + '[[claims]]\ntext = "c"\nmetric = "reward/mean"\narm = "a"\nagainst = "b"\nmatch = "kl/mean"\n'
+                'direction = "equal"\nthreshold = 0.3\n\n'
+                '[[claims]]\ntext = "d"\nmetric = "kl/mean"\narm = "a"\ntarget = 0.2\nscale = "log10"\n'
+                'direction = "equal"\nthreshold = 0.301\n')
+    lesson = L.load_lesson("ok")
+    assert lesson.claims[0].match == "kl/mean" and lesson.claims[0].against == "b"
+    assert lesson.claims[1].target == 0.2 and lesson.claims[1].against is None
+
+
+def test_the_app_verdict_names_the_matched_steps_and_the_target():
+    """The Lessons panel says which steps of the other arm a matched claim compared with, and the fixed target."""
+    from app.lessons import claim_numbers
+
+    lesson = L.load_lesson("adaptive_kl")
+    arms = [a.name for a in lesson.arms]
+    records = {"with": _rows(kl=[0.0, 0.5, 1.0, 1.5, 2.0, 2.0], gold=[0.0, 0.2, 0.5, 0.8, 1.0, 1.0]),
+               "free": _rows(kl=[0.0, 1.0, 2.0, 3.0, 8.0, 20.0], gold=[0.0, 0.5, 1.2, 0.8, -1.0, -3.0])}
+    records = {arms[0]: records["with"], arms[1]: records["free"]}
+    matched = L.Claim("c", "gold", arms[0], arms[1], (5, 6), "equal", 0.5, match="kl")
+    text = claim_numbers(lesson, L.judge(matched, [L.effect(matched, records)]), records)
+    assert "first reached the same value, steps 3-4: 1" in text and "effect +0" in text
+    never = L.Claim("c", "gold", arms[1], arms[0], (5, 6), "equal", 0.5, match="kl")
+    assert "never reached the same value" in claim_numbers(lesson, L.judge(never, [float("nan")]), records)
+    target = L.Claim("c", "kl", arms[0], None, (5, 6), "equal", 0.301, scale="log10", target=0.2)
+    assert "target: 0.2" in claim_numbers(lesson, L.judge(target, [L.effect(target, records)]), records)
