@@ -154,11 +154,19 @@ def clip_growth_probe(lesson, arm, seed) -> list[dict[str, float]]:
     entropy after the update), `<name>/up_clipped_p` (mean pi_old of tokens with a positive advantage whose ratio
     ended above 1 + eps_high; nan if none), `pos/p` (mean pi_old of every positive-advantage token), and the paired
     differences `gain/low_growth` and `gain/entropy` (clip-higher minus symmetric). Token means are pooled over
-    the batches. The trainer's weights are put back after each update; its optimiser state too."""
+    the batches. The trainer's weights (a critic's too) and optimiser state are put back after each update, so
+    every batch is sampled, and every update starts, at the weights the trainer was trained to."""
     trainer = _trained(lesson, arm, seed)
-    weights = [p.detach().clone() for p in trainer.params]
+    params = [p for group in trainer.opt.param_groups for p in group["params"]]
+    weights = [p.detach().clone() for p in params]
     opt_state = copy.deepcopy(trainer.opt.state_dict())
     saved, sums = trainer.cfg, {}
+
+    def restore() -> None:
+        with torch.no_grad():
+            for p, w in zip(params, weights):
+                p.copy_(w)
+        trainer.opt.load_state_dict(copy.deepcopy(opt_state))
 
     def add(key: str, values: torch.Tensor) -> None:  # pooled over every batch's tokens, not a mean of means
         total, n = sums.get(key, (0.0, 0))
@@ -172,10 +180,6 @@ def clip_growth_probe(lesson, arm, seed) -> list[dict[str, float]]:
         pos = (adv > 0) & (batch.mask > 0)
         add("pos/p", p_old[pos])
         for name, eps in CLIP_HIGH.items():
-            with torch.no_grad():
-                for p, w in zip(trainer.params, weights):
-                    p.copy_(w)
-            trainer.opt.load_state_dict(copy.deepcopy(opt_state))
             trainer.cfg = apply(saved, {"algorithm.clip_high": eps})
             try:
                 trainer.gradient_update(batch, old, adv, None, batch.mask, None)
@@ -183,13 +187,11 @@ def clip_growth_probe(lesson, arm, seed) -> list[dict[str, float]]:
                 after = trainer.logprobs(batch, grad=False, with_entropy=True)
             finally:
                 trainer.cfg = saved
+                restore()  # the next update, and the next batch, start from the trained weights again
             ratio = (after["logp"] - old.logp).exp()                                      # (B, T)
             add(f"{name}/low_growth", ratio[pos & (p_old < LOW_P)])
             add(f"{name}/entropy", after["entropy"][batch.mask > 0])
             add(f"{name}/up_clipped_p", p_old[pos & (ratio > 1 + eps)])
-    with torch.no_grad():  # leave the trainer as it was trained
-        for p, w in zip(trainer.params, weights):
-            p.copy_(w)
     row = {k: total / n if n else float("nan") for k, (total, n) in sums.items()}
     for key in ("low_growth", "entropy"):  # the paired differences the claims read: clip-higher minus symmetric
         row[f"gain/{key}"] = row[f"clip_higher/{key}"] - row[f"symmetric/{key}"]

@@ -3,6 +3,8 @@ from the same weights and optimiser state, one per upper clip. Run on a real tin
 
 import dataclasses
 
+import torch
+
 from labcore import lesson_probes
 from labcore import lessons as L
 
@@ -27,3 +29,21 @@ def test_clip_growth_probe_reports_its_numbers():
     assert 0.0 < row["pos/p"] < 1.0
     assert row["symmetric/entropy"] > 0 and row["clip_higher/entropy"] > 0
     assert row["gain/entropy"] == row["clip_higher/entropy"] - row["symmetric/entropy"]
+
+
+def test_every_batch_is_sampled_from_the_trained_weights(monkeypatch):
+    """Each probe batch (its samples and its pi_old) must come from the weights the trainer was trained to, not
+    from the weights the previous batch's last update left: a ratio pi_new / pi_old is only meaningful when the
+    update starts at pi_old. It fails if the weights are restored only before each update, not after it."""
+    seen = []
+    sample = lesson_probes.probe_batch
+
+    def recording(trainer):
+        seen.append([p.detach().clone() for p in trainer.params])
+        return sample(trainer)
+
+    monkeypatch.setattr(lesson_probes, "probe_batch", recording)
+    lesson, arm = _quick()
+    L.run_arm(dataclasses.replace(lesson, probe_batches=2), arm, 0)
+    assert len(seen) == 2
+    assert all(torch.equal(a, b) for a, b in zip(seen[0], seen[1]))
