@@ -108,3 +108,11 @@ def test_the_app_verdict_names_the_matched_steps_and_the_target():
     assert "never reached the same value" in claim_numbers(lesson, L.judge(never, [float("nan")]), records)
     target = L.Claim("c", "kl", arms[0], None, (5, 6), "equal", 0.301, scale="log10", target=0.2)
     assert "target: 0.2" in claim_numbers(lesson, L.judge(target, [L.effect(target, records)]), records)
+
+
+def test_a_matched_window_is_never_shorter_than_the_claims_window():
+    """The free arm's very first step spikes to KL 3 and then stays low: the search starts at the first full
+    2-step window (steps 1-2, mean 1.5), so the spike alone, a 'window' of one recorded step, does not count."""
+    records = {"pen": _rows(kl=[0.0, 1.0, 2.0, 2.0], gold=[0.0, 0.5, 1.0, 1.0]),
+               "free": _rows(kl=[3.0, 0.0, 0.5, 1.0], gold=[0.0, 0.1, 0.2, 0.3])}
+    assert L.compared_window(_matched((3, 4)), records) is None
