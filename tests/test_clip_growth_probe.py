@@ -47,3 +47,13 @@ def test_every_batch_is_sampled_from_the_trained_weights(monkeypatch):
     L.run_arm(dataclasses.replace(lesson, probe_batches=2), arm, 0)
     assert len(seen) == 2
     assert all(torch.equal(a, b) for a, b in zip(seen[0], seen[1]))
+
+
+def test_each_update_uses_its_own_upper_clip(monkeypatch):
+    """The other half of the pairing: the two updates differ only in the upper clip, and that clip is the one
+    applied. With an upper clip of 0.01 the second pass can barely raise any token, with 0.28 it can: the two
+    updates must differ. It fails if the probe's clip never reaches the loss (both updates then equal)."""
+    monkeypatch.setattr(lesson_probes, "CLIP_HIGH", {"symmetric": 0.01, "clip_higher": 0.28})
+    [row] = L.run_arm(*_quick(), 0)
+    assert row["gain/entropy"] != 0.0
+    assert row["clip_higher/low_growth"] != row["symmetric/low_growth"]
