@@ -17,7 +17,8 @@ config. Each probe returns one record of named numbers (averaged over the batche
   reports how much the low-probability tokens with a positive advantage grew, the entropy after the update, and
   the old probability of the tokens clipped at the top. (No lesson ships it yet: presets/lessons/unshipped.)
 
-Left out: the update itself (a probe never trains on its own batches) and minibatching.
+Left out: training on a probe's batches (clip_growth updates on each one and then puts the trained weights back)
+and minibatching (except the shuffles clip_growth's updates share).
 """
 
 from __future__ import annotations
@@ -179,7 +180,9 @@ def clip_growth_probe(lesson, arm, seed) -> list[dict[str, float]]:
         p_old = old.logp.exp()                                                            # (B, T)
         pos = (adv > 0) & (batch.mask > 0)
         add("pos/p", p_old[pos])
+        shuffles = trainer.cpu_gen.get_state()  # with minibatches, both updates see the same shuffles
         for name, eps in CLIP_HIGH.items():
+            trainer.cpu_gen.set_state(shuffles)
             trainer.cfg = apply(saved, {"algorithm.clip_high": eps})
             try:
                 trainer.gradient_update(batch, old, adv, None, batch.mask, None)

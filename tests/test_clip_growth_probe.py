@@ -57,3 +57,12 @@ def test_each_update_uses_its_own_upper_clip(monkeypatch):
     [row] = L.run_arm(*_quick(), 0)
     assert row["gain/entropy"] != 0.0
     assert row["clip_higher/low_growth"] != row["symmetric/low_growth"]
+
+
+def test_equal_clips_give_equal_updates_with_minibatches(monkeypatch):
+    """With several minibatches a pass shuffles the batch: both updates must see the same shuffles, else the
+    pairing compares two orders as well as two clips. Equal clips: every paired difference exactly 0."""
+    monkeypatch.setattr(lesson_probes, "CLIP_HIGH", {"symmetric": 0.2, "clip_higher": 0.2})
+    lesson, arm = _quick()
+    [row] = L.run_arm(lesson, dataclasses.replace(arm, overrides={**arm.overrides, "algorithm.minibatches": 2}), 0)
+    assert row["gain/entropy"] == 0.0
