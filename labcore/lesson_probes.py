@@ -17,8 +17,8 @@ config. Each probe returns one record of named numbers (averaged over the batche
   reports how much the low-probability tokens with a positive advantage grew, the entropy after the update, and
   the old probability of the tokens clipped at the top. (No lesson ships it yet: presets/lessons/unshipped.)
 
-Left out: training on a probe's batches (clip_growth updates on each one and then puts the trained weights back)
-and minibatching (except the shuffles clip_growth's updates share).
+Left out: training on a probe's batches (clip_growth updates on each one, then puts the trained weights back) and
+minibatching in the advantage probes.
 """
 
 from __future__ import annotations
