@@ -103,7 +103,7 @@ def test_the_app_verdict_names_the_matched_steps_and_the_target():
     records = {arms[0]: records["with"], arms[1]: records["free"]}
     matched = L.Claim("c", "gold", arms[0], arms[1], (5, 6), "equal", 0.5, match="kl")
     text = claim_numbers(lesson, L.judge(matched, [L.effect(matched, records)]), records)
-    assert "first reached the same value, steps 3-4: 1" in text and "effect +0" in text
+    assert "first reached the same value, steps 3-4: 1; effect +0 (claimed within ± 0.5)" in text
     never = L.Claim("c", "gold", arms[1], arms[0], (5, 6), "equal", 0.5, match="kl")
     assert "never reached the same value" in claim_numbers(lesson, L.judge(never, [float("nan")]), records)
     target = L.Claim("c", "kl", arms[0], None, (5, 6), "equal", 0.301, scale="log10", target=0.2)
