@@ -1,5 +1,5 @@
 """The clip-growth probe (labcore.lesson_probes.clip_growth_probe, DAPO fig. 3a): two updates of the same batch
-from the same weights and optimiser state, one per upper clip. Run on a real tiny trainer, one batch."""
+from the same weights and optimiser state, one per upper clip. Run on a real tiny trainer, one or two batches."""
 
 import dataclasses
 
