@@ -82,6 +82,13 @@ def verdict_markdown(lesson: L.Lesson, result: L.Result, prediction: str) -> str
     return "\n".join(lines)
 
 
+def claim_line(c: L.Claim) -> float:
+    """Where a probe claim's raw value crosses its threshold. The bar is the metric itself; the claim reads it minus
+    its target (0 without one), or with scale = "log10" the log10 of their ratio (a target of 1 without one)."""
+    base = c.target if c.target is not None else (0.0 if c.scale == "linear" else 1.0)
+    return base * 10 ** c.threshold if c.scale == "log10" else base + c.threshold
+
+
 def lesson_figure(lesson: L.Lesson, records: dict[str, list[dict]]) -> go.Figure:
     """The lesson's metrics, one line per arm, with the claims' windows shaded (where the signature is read).
     A probe lesson (one record) gets bars."""
@@ -92,7 +99,8 @@ def lesson_figure(lesson: L.Lesson, records: dict[str, list[dict]]) -> go.Figure
         vals = rows[-1] if rows else {}
         fig.add_bar(x=metrics, y=[vals.get(m, 0.0) for m in metrics], marker_color=ARM_COLORS[0])
         for c in lesson.claims:
-            fig.add_hline(y=c.threshold, line_dash="dot", annotation_text=f"claim: {c.direction} {c.threshold:g}")
+            y = claim_line(c)
+            fig.add_hline(y=y, line_dash="dot", annotation_text=f"claim: {c.direction} {y:g}")
         fig.update_layout(title={"text": "measured on one batch at the same weights"}, height=320,
                           margin={"l": 40, "r": 10, "t": 40, "b": 40})
         return fig

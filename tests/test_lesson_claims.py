@@ -116,3 +116,18 @@ def test_a_matched_window_is_never_shorter_than_the_claims_window():
     records = {"pen": _rows(kl=[0.0, 1.0, 2.0, 2.0], gold=[0.0, 0.5, 1.0, 1.0]),
                "free": _rows(kl=[3.0, 0.0, 0.5, 1.0], gold=[0.0, 0.1, 0.2, 0.3])}
     assert L.compared_window(_matched((3, 4)), records) is None
+
+
+def test_a_probe_claims_line_is_drawn_where_the_raw_value_must_cross():
+    """A probe lesson's chart draws each metric's raw value as a bar and each claim as a line. A claim against a
+    target (the clip-growth lesson: the up-clipped tokens' mean probability is below 0.2) is read on the value
+    minus the target, so its line sits at the target + threshold, not at the threshold (0); with scale = "log10"
+    at target * 10**threshold."""
+    from app.lessons import claim_line, lesson_figure
+
+    lesson = L.load_lesson(L.lessons_dir() / "unshipped" / "clip_growth.toml")
+    lines = [s.y0 for s in lesson_figure(lesson, {"probe": [{"step": 1}]}).layout.shapes]
+    assert lines == [0.0, 0.0, 0.2]
+    log = L.Claim("c", "kl", "a", None, (1, 1), "equal", 0.301, scale="log10", target=0.2)
+    assert claim_line(log) == pytest.approx(0.4, rel=1e-3)
+    assert claim_line(L.Claim("c", "kl", "a", None, (1, 1), "greater", 1.0, scale="log10")) == pytest.approx(10.0)
