@@ -18,7 +18,8 @@ timeout "${PATH_S:-180}" python3 benchmarks/gpu_path.py --steps 3 --out "$OUT/gp
   | grep -v "Loading weights\|is_gradient_checkpointing\|warnings.warn" | tee "$OUT/gpu_path.md"
 timeout "${BENCH_S:-180}" python3 benchmarks/gpu.py --steps 10 2>&1 \
   | grep -v "Loading weights\|is_gradient_checkpointing\|warnings.warn" | tee "$OUT/gpu_bench.md"
-timeout "${TEST_S:-110}" python3 -m pytest -q --maxfail=20 -p no:cacheprovider -n 8 tests/test_trainer.py tests/test_step.py \
+XDIST=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8")  # pytest-xdist is no declared dependency: serial without it
+timeout "${TEST_S:-110}" python3 -m pytest -q --maxfail=20 -p no:cacheprovider $XDIST tests/test_trainer.py tests/test_step.py \
   tests/test_algorithms.py tests/test_micro_batch.py tests/test_fastpath.py tests/test_model.py tests/test_checkpoint.py \
   tests/test_trpo.py > "$OUT/pytest_cuda.txt" 2>&1
 echo "pytest exit $?"; grep -E "passed|failed|Error" "$OUT/pytest_cuda.txt" | tail -30
