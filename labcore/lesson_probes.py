@@ -155,9 +155,12 @@ def clip_growth_probe(lesson, arm, seed) -> list[dict[str, float]]:
     entropy after the update), `<name>/up_clipped_p` (mean pi_old of tokens with a positive advantage whose ratio
     ended above 1 + eps_high; nan if none), `pos/p` (mean pi_old of every positive-advantage token), and the paired
     differences `gain/low_growth` and `gain/entropy` (clip-higher minus symmetric). Token means are pooled over
-    the batches. The trainer's weights (a critic's too) and optimiser state are put back after each update, so
-    every batch is sampled, and every update starts, at the weights the trainer was trained to."""
+    the batches. The trainer's weights and optimiser state are put back after each update, so every batch is
+    sampled, and every update starts, at the weights the trainer was trained to."""
     trainer = _trained(lesson, arm, seed)
+    if trainer.critic is not None:  # a critic's update needs returns, which the probe does not compute
+        raise ValueError(f"lesson '{lesson.name}': the clip_growth probe updates the policy alone; '{lesson.preset}' "
+                         "trains a critic (baseline 'value'). Use a preset without one, e.g. grpo or length_eos.")
     params = [p for group in trainer.opt.param_groups for p in group["params"]]
     weights = [p.detach().clone() for p in params]
     opt_state = copy.deepcopy(trainer.opt.state_dict())

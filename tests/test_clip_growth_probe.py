@@ -3,6 +3,7 @@ from the same weights and optimiser state, one per upper clip. Run on a real tin
 
 import dataclasses
 
+import pytest
 import torch
 
 from labcore import lesson_probes
@@ -66,3 +67,11 @@ def test_equal_clips_give_equal_updates_with_minibatches(monkeypatch):
     lesson, arm = _quick()
     [row] = L.run_arm(lesson, dataclasses.replace(arm, overrides={**arm.overrides, "algorithm.minibatches": 2}), 0)
     assert row["gain/entropy"] == 0.0
+
+
+def test_a_preset_with_a_critic_is_refused_by_name():
+    """The probe updates the policy with fixed advantages; a critic's update would need returns. A preset with one
+    gets a message naming the probe, the preset and the fix, not a TypeError from inside the update."""
+    lesson, arm = _quick()
+    with pytest.raises(ValueError, match="clip_growth probe updates the policy alone; 'ppo' trains a critic"):
+        L.run_arm(dataclasses.replace(lesson, preset="ppo"), arm, 0)
