@@ -115,6 +115,10 @@ def lesson_figure(lesson: L.Lesson, records: dict[str, list[dict]]) -> go.Figure
     for c in lesson.claims:
         fig.add_vrect(x0=c.window[0] - 0.5, x1=c.window[1] + 0.5, fillcolor="#fde68a", opacity=0.18,
                       line_width=0, annotation_text="signature", annotation_position="top left")
+        if c.target is not None and c.metric in metrics:  # the fixed value the claim compares with, on its axis
+            axis = "y" if c.metric == metrics[0] else "y2"
+            fig.add_hline(y=c.target, yref=axis, line_dash="dash", line_color="#374151",
+                          annotation_text=f"target {c.metric} = {c.target:g}", annotation_position="bottom right")
     layout: dict[str, Any] = {"height": 360, "margin": {"l": 40, "r": 40, "t": 30, "b": 40},
                               "xaxis": {"title": {"text": "step"}, "range": [0.5, lesson.steps + 0.5]},
                               "yaxis": {"title": {"text": metrics[0]}}, "legend": {"orientation": "h", "y": -0.2}}

@@ -131,3 +131,17 @@ def test_a_probe_claims_line_is_drawn_where_the_raw_value_must_cross():
     log = L.Claim("c", "kl", "a", None, (1, 1), "equal", 0.301, scale="log10", target=0.2)
     assert claim_line(log) == pytest.approx(0.4, rel=1e-3)
     assert claim_line(L.Claim("c", "kl", "a", None, (1, 1), "greater", 1.0, scale="log10")) == pytest.approx(10.0)
+
+
+def test_a_trained_lessons_chart_draws_its_target_on_the_claims_axis():
+    """adaptive_kl compares the KL with a target of 0.2: the chart draws that value as a line on the KL's axis
+    (its first metric), beside the shaded windows, so the learner sees what 'near the target' means."""
+    from app.lessons import lesson_figure
+
+    lesson = L.load_lesson("adaptive_kl")
+    recs = {arm.name: [{"step": s, "kl/mean": 0.3, "kl/coef": 0.1, "reward/mean": 0.5} for s in (1, 2)]
+            for arm in lesson.arms}
+    shapes = lesson_figure(lesson, recs).layout.shapes
+    lines = [(s.y0, s.yref) for s in shapes if s.type == "line"]
+    assert (0.2, "y") in lines, lines
+    assert sum(s.type == "rect" for s in shapes) == len(lesson.claims)
