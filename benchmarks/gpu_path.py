@@ -97,7 +97,7 @@ def compare_forwards() -> dict:
     fast = Trainer(build("grpo", {"model.device": DEVICE, "model.fast_forward": True, "run.seed": 0}))
     slow = Trainer(build("grpo", {"model.device": DEVICE, "model.fast_forward": False, "run.seed": 0}))
     if fast.forward_name != "labcore.fastpath":
-        return {"skipped": f"the fast path is off on CUDA: {fast.forward_name}"}
+        return {"skipped": f"the fast path is off on {DEVICE}: {fast.forward_name}"}
     rows = fast.prompts(fast.cfg.rollout.prompts_per_step)
     batch = fast.sample(rows, fast.cfg.rollout.samples_per_prompt)
     a = fast.logprobs(batch, grad=False, with_entropy=True)
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {gpu}, torch {torch.__version__}, transformers {transformers.__version__}, "
           f"peft {peft.__version__}, bf16 supported: {DEVICE == 'cuda' and torch.cuda.is_bf16_supported()}\n")
     report: dict = {"presets": []}
-    print(f"## Every preset, {args.steps} steps on CUDA\n")
+    print(f"## Every preset, {args.steps} steps on {DEVICE.upper()}\n")
     print("| preset | ok | device | dtype | forward | metrics finite | s/step | reward | peak GiB |")
     print("|---|---|---|---|---|---|---:|---:|---:|")
     names = sorted(p.stem for p in (ROOT / "presets").glob("*.toml"))
@@ -147,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     for r in report["presets"]:
         if not r["ok"]:
             print(f"\n### {r['preset']} failed\n```\n{r['trace']}\n```")
-    print("\n## The app's worker process on CUDA\n")
+    print(f"\n## The app's worker process on {DEVICE.upper()}\n")
     try:
         report["worker"] = run_worker(args.worker_steps)
     except Exception as e:  # noqa: BLE001
         report["worker"] = {"error": traceback.format_exc()[-1500:]}
         print(f"failed: {e}")
     print(json.dumps(report["worker"], indent=1))
-    print("\n## labcore.fastpath against transformers' forward, one batch on CUDA\n")
+    print(f"\n## labcore.fastpath against transformers' forward, one batch on {DEVICE.upper()}\n")
     try:
         report["forwards"] = compare_forwards()
     except Exception:  # noqa: BLE001
