@@ -20,9 +20,9 @@ effect is paired. Two more comparisons:
 - `target = x`: against a fixed number (e.g. the KL controller's target): the window's mean minus x, or log10 of
   their ratio. So `scale = "log10", direction = "equal", threshold = 0.301` reads "within a factor of 2 of x".
 - `match = "kl/mean"` (with `against`): at a matched value of another metric, for "B passed the same point
-  earlier". With w the window's length, m* = the arm's `match` averaged over `window`, and s the first step of
-  `against` whose `match` averaged over steps s-w+1..s reaches m* (>= m*), the effect compares the arm's `metric`
-  over `window` with `against`'s `metric` over steps s-w+1..s. If `against` never reaches m*, the effect is nan
+  earlier". With w the window's length, m* = the arm's `match` averaged over `window`, and t the first step of
+  `against` whose `match` averaged over steps t-w+1..t reaches m* (>= m*), the effect compares the arm's `metric`
+  over `window` with `against`'s `metric` over steps t-w+1..t. Only upward: a falling `match` metric is not matched. If `against` never reaches m*, the effect is nan
   and the claim fails (a KL penalty that was never passed is not a matched comparison).
 
 Over n seeds, with mean m and standard error s = sd / sqrt(n), a claim holds when
