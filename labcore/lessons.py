@@ -344,10 +344,17 @@ def _credit_spread_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, 
     return credit_spread_probe(lesson, arm, seed)
 
 
+def _difficulty_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, float]]:
+    from labcore.lesson_probes import difficulty_probe
+
+    return difficulty_probe(lesson, arm, seed)
+
+
 PROBES: dict[str, Callable[[Lesson, Arm, int], list[dict[str, float]]]] = {
     "grad_variance": _grad_variance_probe,
     "kl_placement": _kl_placement_probe,      # labcore.lesson_probes: per-token vs per-sequence KL, same batch
     "credit_spread": _credit_spread_probe,    # labcore.lesson_probes: RLOO vs GAE advantages, same batch
+    "difficulty": _difficulty_probe,          # labcore.lesson_probes: group-std vs no scaling, weight by pass rate
 }
 
 
