@@ -27,7 +27,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from labcore import rewards
+from labcore import chain, rewards
 
 # The whole vocabulary of the tiny language (the tokenizer is built from these lists).
 NUMBERS = [str(i) for i in range(61)]
@@ -69,6 +69,7 @@ class Task:
     reward_weights: tuple[float, ...]
     max_new_tokens: int  # a sensible default completion budget
     gold: Callable | None = None  # a held-out scorer, logged as reward/gold/mean and never trained on
+    pass_reward: float | None = None  # a completion scoring >= this is right: logs len/right/mean, len/wrong/mean
 
 
 def arithmetic_problems() -> list[tuple[int, str, int]]:
@@ -107,6 +108,7 @@ TASKS: dict[str, str] = {
     "arithmetic": "Verifiable reward: answer '12 + 7 =' with the right number, then stop (RLVR).",
     "sentiment": "Learned reward model: write a positive review; without KL the policy can hack the RM.",
     "length": "Say exactly N words then stop; truncated answers score 0 (shows EOS handling).",
+    "chain": "Add 2-3 numbers through a written chain of any length, then '; answer' (model tiny-chain; length bias).",
 }
 
 
@@ -125,10 +127,16 @@ def _length(reward_model: str) -> Task:
     return Task("length", TASKS["length"], length_prompts, (rewards.length_match,), (1.0,), max_new_tokens=12)
 
 
+def _chain(reward_model: str) -> Task:
+    return Task("chain", TASKS["chain"], chain.chain_prompts, (chain.chain_correct,), (1.0,), max_new_tokens=24,
+                pass_reward=1.0)
+
+
 _BUILDERS: dict[str, Callable[[str], Task]] = {
     "arithmetic": _arithmetic,
     "sentiment": _sentiment,
     "length": _length,
+    "chain": _chain,  # its own vocabulary: pair it with the built-in model 'tiny-chain' (labcore.chain)
 }
 
 

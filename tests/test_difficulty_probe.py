@@ -10,7 +10,13 @@ import torch
 
 from labcore import lessons as L
 from labcore.advantages import group_advantages
-from labcore.lesson_probes import difficulty_tilt, extreme_share, group_weight, sequence_advantages, weight_ratio
+from labcore.lesson_probes import (
+    difficulty_tilt,
+    extreme_share,
+    group_weight,
+    sequence_advantages,
+    weight_ratio,
+)
 
 
 def test_group_weights_follow_the_closed_forms():
