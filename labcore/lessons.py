@@ -23,7 +23,7 @@ effect is paired. Over n seeds, with mean m and standard error s = sd / sqrt(n),
 
 (z = 2 unless the claim says otherwise). A probe lesson has one arm, named "probe", whose "metrics" are the
 values the probe returns (PROBES: the paired gradient variance of baselines, labcore.variance; the KL placements'
-and the credit estimators' token advantages on one batch, labcore.lesson_probes). Left out: lessons that need a new task or a gold scorer (they are not shipped until
+the credit estimators' token advantages and the std scaling's weight per prompt on one batch, labcore.lesson_probes). Left out: lessons that need a new task or a gold scorer (they are not shipped until
 the tiny world has them).
 """
 

@@ -1,6 +1,6 @@
 """Built-in tasks: a prompt source plus weighted reward functions, in a tiny synthetic language.
 
-The language is lowercase words separated by single spaces; numbers are words too ("12"). Three tasks,
+The language is lowercase words separated by single spaces; numbers are words too ("12"). Four tasks,
 each showing a different side of RLHF:
 
 - ``arithmetic`` (default): verifiable rewards (RLVR). ``12 + 7 =`` -> ``19`` then EOS. The built-in
@@ -14,6 +14,9 @@ each showing a different side of RLHF:
   never trained on, so over-optimisation shows as gold falling while the proxy climbs.
 - ``length``: ``say 4 words :`` -> four words then EOS. Truncated (EOS-less) completions score 0, so the
   trainer's EOS handling (missing-EOS penalty, DAPO overlong shaping) is visible on top of it.
+- ``chain`` (``labcore.chain``): ``sum 3 5 2 :`` -> ``3 + 5 + 2 ; 10``, the sum written out 0-3 times before
+  the graded answer, so a completion is right or wrong at any length. Its words are not the tiny language's: it
+  runs on its own built-in model ``tiny-chain`` (labcore/data/chain).
 
 Reward functions use TRL's signature and live in ``labcore.rewards``. Left out on purpose: chat
 templates, multi-turn prompts and dataset files; tasks are generated from a seed, so runs are reproducible
@@ -108,7 +111,7 @@ TASKS: dict[str, str] = {
     "arithmetic": "Verifiable reward: answer '12 + 7 =' with the right number, then stop (RLVR).",
     "sentiment": "Learned reward model: write a positive review; without KL the policy can hack the RM.",
     "length": "Say exactly N words then stop; truncated answers score 0 (shows EOS handling).",
-    "chain": "Add 2-3 numbers through a written chain of any length, then '; answer' (model tiny-chain; length bias).",
+    "chain": "Add 3 numbers: write the sum out as often as you like, then '; answer' (model tiny-chain; length bias).",
 }
 
 
