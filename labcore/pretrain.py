@@ -379,7 +379,7 @@ def build_tiny_world(out_dir: str | Path, seed: int = 0, scale: float = 1.0, pro
         n_eval = max(32, round(256 * scale))
         start_reward = {}
         clear_model_cache()  # a rebuild in the same process must not score with a stale cached RM
-        for name in T.TASKS:
+        for name in TASK_MIX:  # the tiny world's own tasks (the chain task has its own model, labcore.chain_pretrain)
             task = T.get_task(name, reward_model=str(out / "reward"))
             start_reward[name] = evaluate_task(policy, tokenizer, task, n_eval, seed=seed)
         stats = {
