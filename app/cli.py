@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
         argv = ["serve", *argv]  # `rlhf-lab --port 8000` serves
+    if argv[0] == "pretrain":  # its options go to pretrain_main whole: argparse's REMAINDER rejects a leading --option
+        from labcore.cli import cmd_pretrain
+
+        return cmd_pretrain(argparse.Namespace(rest=argv[1:]))
     args = parser().parse_args(argv)
     return args.func(args)
 

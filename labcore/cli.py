@@ -153,6 +153,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["pretrain"]:  # its options go to pretrain_main whole: argparse's REMAINDER rejects a leading --option
+        return cmd_pretrain(argparse.Namespace(rest=argv[1:]))
     parser = argparse.ArgumentParser(prog="rlhf-lab", description="rlhf-lab headless commands")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

@@ -16,6 +16,8 @@ config. Each probe returns one record of named numbers (averaged over the batche
   preset's update (its epochs, so the clip acts) runs once with the upper clip at 0.2 and once at 0.28; the probe
   reports how much the low-probability tokens with a positive advantage grew, the entropy after the update, and
   the old probability of the tokens clipped at the top. (No lesson ships it yet: presets/lessons/unshipped.)
+- `difficulty`: GRPO's division by the group's reward std against none (Dr. GRPO, Liu et al. 2025, section 3.1):
+  how the weight of a prompt in the update, sum_i |A_i| over its group, depends on its pass rate p.
 
 Left out: training on a probe's batches (clip_growth updates on each one, then puts the trained weights back) and
 minibatching in the advantage probes.
@@ -202,3 +204,78 @@ def clip_growth_probe(lesson, arm, seed) -> list[dict[str, float]]:
     for key in ("low_growth", "entropy"):  # the paired differences the claims read: clip-higher minus symmetric
         row[f"gain/{key}"] = row[f"clip_higher/{key}"] - row[f"symmetric/{key}"]
     return [{"step": lesson.steps, **row}]
+
+
+# ------------------------------------------------------------------------- difficulty bias of std scaling
+
+PASS_REWARD = 1.0  # a completion "passes" when its reward reaches this (arithmetic: right = 1, well formed + 0.2)
+
+
+def group_weight(adv: torch.Tensor) -> torch.Tensor:
+    """The weight of each prompt in the update: the sum over its K samples of |advantage| (each sample's score
+    gradient enters the policy gradient multiplied by its advantage). Shape: adv (P, K) -> (P,)."""
+    return adv.abs().sum(1)
+
+
+def difficulty_tilt(weight: torch.Tensor, p: torch.Tensor) -> float:
+    """How far from p = 1/2 the update's weight sits: sum_g w_g |p_g - 1/2| / sum_g w_g (0 when no group has
+    weight). 0.5 when every bit of the weight is on groups that all pass or all fail. Shape: (P,), (P,) -> float."""
+    total = weight.sum()
+    return float((weight * (p - 0.5).abs()).sum() / total) if float(total) > 0 else 0.0
+
+
+def extreme_share(weight: torch.Tensor, p: torch.Tensor) -> float:
+    """The share of the update's weight on groups that are mostly right or mostly wrong but not all alike:
+    0 < p <= 1/4 or 3/4 <= p < 1. Shape: (P,), (P,) -> float (0 when no group has weight)."""
+    total = weight.sum()
+    mixed_far = ((p > 0) & (p <= 0.25)) | ((p >= 0.75) & (p < 1))
+    return float(weight[mixed_far].sum() / total) if float(total) > 0 else 0.0
+
+
+def sequence_advantages(adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """One advantage per completion from token advantages broadcast per completion: their mean over its valid
+    tokens (0 for an empty one). Shape: adv (B, T), mask (B, T) -> (B,)."""
+    n = mask.sum(1)                                                                    # (B,)
+    return (adv * mask).sum(1) / n.clamp(min=1)
+
+
+def weight_ratio(weight: torch.Tensor, p: torch.Tensor) -> float:
+    """The mean weight of a mostly-right or mostly-wrong group (0 < p <= 1/4 or 3/4 <= p < 1) divided by the mean
+    weight of a near-even one (|p - 1/2| <= 1/8); nan when either kind is missing. With right/wrong rewards and no
+    scaling, a p = 1/4 group weighs 2Kp(1 - p) = 0.75 of a p = 1/2 group. Shape: (G,), (G,) -> float."""
+    far = ((p > 0) & (p <= 0.25)) | ((p >= 0.75) & (p < 1))
+    near = (p - 0.5).abs() <= 0.125
+    if not far.any() or not near.any() or float(weight[near].mean()) == 0.0:
+        return float("nan")
+    return float(weight[far].mean() / weight[near].mean())
+
+
+def difficulty_probe(lesson, arm, seed) -> list[dict[str, float]]:
+    """Std scaling against none on the same batches (group-mean baseline both ways): per group g, its pass rate
+    p_g (share of samples with reward >= PASS_REWARD) and its weight sum_i |A_i| under each scaling. Pooled over
+    the probe's batches, records per scale `weight_ratio/<scale>` (see weight_ratio), `tilt/<scale>` and
+    `share/extreme/<scale>`, and `lift` = weight_ratio/group_std / weight_ratio/none: how many times more a
+    lopsided group weighs, relative to an even one, once the advantages are divided by the std.
+    `share/flat/<scale>` is the weight on groups that all pass or all fail, whose rewards differ by the 0.2 format
+    bonus only: the division blows that small difference up to a full-sized advantage."""
+    trainer = _trained(lesson, arm, seed)
+    ps, weights = [], {"group_std": [], "none": []}
+    for _ in range(lesson.probe_batches):
+        b = probe_batch(trainer)
+        P, K, mask = b["P"], b["K"], b["batch"].mask
+        ps.append((b["r"] >= PASS_REWARD).double().view(P, K).mean(1))                # (P,)
+        for scale in weights:
+            adv = advantages_as(trainer, {"algorithm.scale": scale}, b)                # (B, T)
+            weights[scale].append(group_weight(sequence_advantages(adv, mask).double().view(P, K)))  # (P,)
+    p = torch.cat(ps)                                                                   # (G,) G = batches * P
+    flat = (p == 0) | (p == 1)
+    row = {"step": lesson.steps, "groups/even_frac": float(((p - 0.5).abs() <= 0.125).double().mean()),
+           "groups/lopsided_frac": float((~flat & ((p - 0.5).abs() >= 0.25)).double().mean())}
+    for scale, ws in weights.items():
+        w = torch.cat(ws)                                                               # (G,)
+        row[f"weight_ratio/{scale}"] = weight_ratio(w, p)
+        row[f"tilt/{scale}"] = difficulty_tilt(w, p)
+        row[f"share/extreme/{scale}"] = extreme_share(w, p)
+        row[f"share/flat/{scale}"] = float(w[flat].sum() / w.sum()) if float(w.sum()) > 0 else 0.0
+    row["lift"] = row["weight_ratio/group_std"] / row["weight_ratio/none"]
+    return [row]

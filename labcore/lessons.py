@@ -33,9 +33,9 @@ Over n seeds, with mean m and standard error s = sd / sqrt(n), a claim holds whe
 
 (z = 2 unless the claim says otherwise). A probe lesson has one arm, named "probe", whose "metrics" are the
 values the probe returns (PROBES: the paired gradient variance of baselines, labcore.variance; the KL placements'
-and the credit estimators' token advantages on one batch, and the upper clip's effect on one batch's update,
-labcore.lesson_probes). Left out: lessons whose phenomenon does not reproduce in the tiny world (they wait in
-presets/lessons/unshipped/ with their measurements).
+and the credit estimators' token advantages, the std scaling's weight per prompt, and the upper clip's effect on
+one batch's update, labcore.lesson_probes). Left out: lessons whose phenomenon does not reproduce in the tiny world
+(they wait in presets/lessons/unshipped/ with their measurements).
 """
 
 from __future__ import annotations
@@ -405,11 +405,18 @@ def _clip_growth_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, fl
     return clip_growth_probe(lesson, arm, seed)
 
 
+def _difficulty_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, float]]:
+    from labcore.lesson_probes import difficulty_probe
+
+    return difficulty_probe(lesson, arm, seed)
+
+
 PROBES: dict[str, Callable[[Lesson, Arm, int], list[dict[str, float]]]] = {
     "grad_variance": _grad_variance_probe,
     "kl_placement": _kl_placement_probe,      # labcore.lesson_probes: per-token vs per-sequence KL, same batch
     "credit_spread": _credit_spread_probe,    # labcore.lesson_probes: RLOO vs GAE advantages, same batch
     "clip_growth": _clip_growth_probe,        # labcore.lesson_probes: clip 0.2 vs 0.28 from the same weights
+    "difficulty": _difficulty_probe,          # labcore.lesson_probes: group-std vs no scaling, weight by pass rate
 }
 
 

@@ -36,7 +36,9 @@ from torch import nn
 TINY = "tiny"
 TINY_RM = "tiny-rm"
 _DATA = Path(__file__).resolve().parent / "data" / "tiny"
-BUILTIN: dict[str, Path] = {TINY: _DATA / "policy", TINY_RM: _DATA / "reward"}
+TINY_CHAIN = "tiny-chain"  # the chain task's own model (labcore.chain_pretrain), beside the tiny world
+BUILTIN: dict[str, Path] = {TINY: _DATA / "policy", TINY_RM: _DATA / "reward",
+                            TINY_CHAIN: _DATA.parent / "chain" / "policy"}
 
 _QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 # model_type -> LoRA target module names; anything else gets every nn.Linear leaf name except the head.
@@ -77,8 +79,9 @@ def resolve_model_path(name_or_path: str) -> str:
     if name in BUILTIN:
         path = BUILTIN[name]
         if not (path / "config.json").is_file():
+            rebuild = "rlhf-lab pretrain --world chain" if name == TINY_CHAIN else "rlhf-lab pretrain"
             raise ModelLoadError(f"The built-in model '{name}' is missing at {path}. Rebuild it with "
-                                 "`rlhf-lab pretrain` (about 3 minutes on a CPU).")
+                                 f"`{rebuild}` (a few minutes on a CPU).")
         return str(path)
     expanded = os.path.expanduser(name)
     if os.path.isdir(expanded):

@@ -276,3 +276,14 @@ def gradient_variance(grads: torch.Tensor) -> float:
     sum_j ||g_j - g_mean||^2. Shape: grads (G, n_params) -> float."""
     G = grads.size(0)
     return float(((grads - grads.mean(0)) ** 2).sum() / (G - 1) / G)
+
+
+def length_by_outcome(lengths: torch.Tensor, right: torch.Tensor) -> dict[str, float]:
+    """Mean completion length of the right and of the wrong answers (Dr. GRPO fig. 5 plots them apart: GRPO's
+    per-sequence 1/|o| lets wrong answers grow long). A key is left out when no answer is of its kind, so a chart
+    and a lesson window skip that step rather than read a 0. Shape: lengths (B,), right (B,) bool -> dict."""
+    out = {}
+    for key, pick in (("len/right/mean", right), ("len/wrong/mean", ~right)):
+        if pick.any():
+            out[key] = float(lengths[pick].float().mean())
+    return out

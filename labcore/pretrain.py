@@ -45,12 +45,12 @@ ARITH_P_CORRECT = 0.4  # the rest is split evenly over the three common mistakes
 LENGTH_NOISE = {0: 0.3, -1: 0.2, 1: 0.2, -2: 0.1, 2: 0.1, -3: 0.05, 3: 0.05}
 
 
-def build_tokenizer():
-    """The word-level tokenizer of the tiny language, as a ``PreTrainedTokenizerFast``."""
+def build_tokenizer(words: list[str] | None = None):
+    """The word-level tokenizer of the tiny language (or of `words`), as a ``PreTrainedTokenizerFast``."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(SPECIALS + T.vocabulary())}
+    vocab = {w: i for i, w in enumerate(SPECIALS + (T.vocabulary() if words is None else words))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A $B",
@@ -379,7 +379,7 @@ def build_tiny_world(out_dir: str | Path, seed: int = 0, scale: float = 1.0, pro
         n_eval = max(32, round(256 * scale))
         start_reward = {}
         clear_model_cache()  # a rebuild in the same process must not score with a stale cached RM
-        for name in T.TASKS:
+        for name in TASK_MIX:  # the tiny world's own tasks (the chain task has its own model, labcore.chain_pretrain)
             task = T.get_task(name, reward_model=str(out / "reward"))
             start_reward[name] = evaluate_task(policy, tokenizer, task, n_eval, seed=seed)
         stats = {
@@ -435,9 +435,20 @@ def pretrain_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="shrink (<1) or grow training steps")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 is faster on a busy machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--world", choices=("tiny", "chain"), default="tiny",
+                        help="tiny: the three tasks' world (labcore/data/tiny); chain: the chain task's own model "
+                             "(labcore/data/chain, labcore.chain_pretrain)")
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error(f"--scale must be > 0, got {args.scale}")
+    if args.world == "chain":
+        from labcore.chain_pretrain import DEFAULT_OUT as CHAIN_OUT
+        from labcore.chain_pretrain import build_chain_world
+
+        out = CHAIN_OUT if args.out == str(DEFAULT_OUT) else args.out
+        print(json.dumps(build_chain_world(out, seed=args.seed, scale=args.scale, progress=not args.quiet,
+                                           threads=args.threads), indent=2))
+        return 0
     stats = build_tiny_world(args.out, seed=args.seed, scale=args.scale, progress=not args.quiet,
                                threads=args.threads)
     print(json.dumps(stats, indent=2))

@@ -1,6 +1,6 @@
 """Built-in tasks: a prompt source plus weighted reward functions, in a tiny synthetic language.
 
-The language is lowercase words separated by single spaces; numbers are words too ("12"). Three tasks,
+The language is lowercase words separated by single spaces; numbers are words too ("12"). Four tasks,
 each showing a different side of RLHF:
 
 - ``arithmetic`` (default): verifiable rewards (RLVR). ``12 + 7 =`` -> ``19`` then EOS. The built-in
@@ -14,6 +14,9 @@ each showing a different side of RLHF:
   never trained on, so over-optimisation shows as gold falling while the proxy climbs.
 - ``length``: ``say 4 words :`` -> four words then EOS. Truncated (EOS-less) completions score 0, so the
   trainer's EOS handling (missing-EOS penalty, DAPO overlong shaping) is visible on top of it.
+- ``chain`` (``labcore.chain``): ``sum 3 5 2 :`` -> ``3 + 5 + 2 ; 10``, the sum written out 0-3 times before
+  the graded answer, so a completion is right or wrong at any length. Its words are not the tiny language's: it
+  runs on its own built-in model ``tiny-chain`` (labcore/data/chain).
 
 Reward functions use TRL's signature and live in ``labcore.rewards``. Left out on purpose: chat
 templates, multi-turn prompts and dataset files; tasks are generated from a seed, so runs are reproducible
@@ -27,7 +30,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from labcore import rewards
+from labcore import chain, rewards
 
 # The whole vocabulary of the tiny language (the tokenizer is built from these lists).
 NUMBERS = [str(i) for i in range(61)]
@@ -69,6 +72,7 @@ class Task:
     reward_weights: tuple[float, ...]
     max_new_tokens: int  # a sensible default completion budget
     gold: Callable | None = None  # a held-out scorer, logged as reward/gold/mean and never trained on
+    pass_reward: float | None = None  # a completion scoring >= this is right: logs len/right/mean, len/wrong/mean
 
 
 def arithmetic_problems() -> list[tuple[int, str, int]]:
@@ -107,6 +111,7 @@ TASKS: dict[str, str] = {
     "arithmetic": "Verifiable reward: answer '12 + 7 =' with the right number, then stop (RLVR).",
     "sentiment": "Learned reward model: write a positive review; without KL the policy can hack the RM.",
     "length": "Say exactly N words then stop; truncated answers score 0 (shows EOS handling).",
+    "chain": "Add 3 numbers: write the sum out as often as you like, then '; answer' (model tiny-chain; length bias).",
 }
 
 
@@ -125,10 +130,16 @@ def _length(reward_model: str) -> Task:
     return Task("length", TASKS["length"], length_prompts, (rewards.length_match,), (1.0,), max_new_tokens=12)
 
 
+def _chain(reward_model: str) -> Task:
+    return Task("chain", TASKS["chain"], chain.chain_prompts, (chain.chain_correct,), (1.0,), max_new_tokens=24,
+                pass_reward=1.0)
+
+
 _BUILDERS: dict[str, Callable[[str], Task]] = {
     "arithmetic": _arithmetic,
     "sentiment": _sentiment,
     "length": _length,
+    "chain": _chain,  # its own vocabulary: pair it with the built-in model 'tiny-chain' (labcore.chain)
 }
 
 

@@ -648,6 +648,8 @@ class Trainer:
             m["is/zero_frac"] = float((w == 0).float().mean()) if w.numel() else 0.0
         if self.cfg.algorithm.top_entropy_frac:
             m["tokens/trained_frac"] = float(loss_mask.sum() / n_tok)
+        if self.task.pass_reward is not None and scores.numel() == mask.size(0):  # right vs wrong lengths
+            m.update(parts.length_by_outcome(mask.sum(1), scores >= self.task.pass_reward))
         if grad_var is not None:
             m["grad/variance"] = grad_var
         if returns is not None:
