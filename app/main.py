@@ -538,6 +538,9 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                                            inputs_kwargs=ctl_kwargs, **private).then(**derived_io)
         gr.on([c.input for k, c in controls.items() if k != "algorithm.recipe"], concurrency_limit=None,
               **derived_io)
+        # the chain task has its own built-in model: picking it (or leaving it) moves a built-in policy along
+        controls["rollout.task"].input(settings.model_for_task, [controls["rollout.task"], controls["model.policy"]],
+                                       [controls["model.policy"]], **private).then(**derived_io)
         import_btn.upload(import_toml, [import_btn], [*ctl, preset, preset_note, problems],
                           **private).then(**derived_io)
         data_btn.upload(use_dataset, [data_btn], [controls["rollout.dataset"], problems], **private).then(**derived_io)

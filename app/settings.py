@@ -59,6 +59,14 @@ def help_text(key: str) -> str:
     return C.field_help(section, name)
 
 
+def model_for_task(task: str, policy: str) -> str:
+    """The built-in model a task runs on: picking the chain task moves a built-in policy to its own model
+    (tiny-chain), and any other task moves it back to the tiny world's; a user's own model is left alone."""
+    if policy not in C.BUILTIN_POLICIES:
+        return policy
+    return "tiny-chain" if task == "chain" else "tiny"
+
+
 def param_name(key: str) -> str:
     """The control's keyword in the public API (`optim.lr` -> `optim_lr`)."""
     return key.replace(".", "_")

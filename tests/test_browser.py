@@ -131,6 +131,21 @@ def test_link_restores_settings_and_bad_settings_show_problems(served, page):
     assert page.errors == []
 
 
+def test_picking_the_chain_task_moves_the_built_in_model_along(served, page):
+    """The chain task has its own built-in model: picking it in the Task dropdown sets the model to tiny-chain
+    (and back), so no problem is shown for a task the user merely picked."""
+    url, _, _ = served
+    page.goto(url)
+    page.wait_for_function("() => document.querySelector('#ctl-model-policy textarea, #ctl-model-policy input')?.value === 'tiny'",
+                           timeout=30_000)
+    page.locator("#ctl-rollout-task input").click()
+    page.get_by_role("option", name="chain", exact=True).click()
+    page.wait_for_function("() => document.querySelector('#ctl-model-policy textarea, #ctl-model-policy input')?.value === 'tiny-chain'")
+    page.wait_for_function("() => document.querySelector('#rl-diff')?.innerText.includes('rollout.task')")
+    page.wait_for_function("() => !document.querySelector('#rl-checks')?.innerText.includes('tiny-chain')")
+    assert page.errors == []
+
+
 def test_the_timer_follows_the_server_pace(tmp_path, page):
     """With a budget of 0.5 ticks a second, one tab is told to tick every 2 s, and the browser's timer does.
 

@@ -12,7 +12,7 @@ import pytest
 from gradio_client import Client
 from ui_fixtures import running_lab
 
-from app import figures
+from app import figures, settings
 from app.lab import Lab
 from app.owners import Owners
 from labcore import config as C
@@ -337,3 +337,20 @@ def test_runs_table_lists_runs_with_records_and_ticks_overlay(tmp_path):
         assert color in lab.run_table("me", shown, [other])[0][1], "the swatch is the colour it is drawn in"
     finally:
         manager.shutdown()
+
+
+def test_picking_the_chain_task_moves_a_built_in_model_along_and_the_config_is_valid():
+    """The chain task runs on its own built-in model: the task dropdown moves model.policy between 'tiny' and
+    'tiny-chain' (and leaves a user's own model alone), so picking a task never leaves a config that cannot start."""
+    from labcore.config import apply, build, validate
+
+    assert settings.model_for_task("chain", "tiny") == "tiny-chain"
+    assert settings.model_for_task("arithmetic", "tiny-chain") == "tiny"
+    assert settings.model_for_task("chain", "tiny-chain") == "tiny-chain"
+    assert settings.model_for_task("chain", "Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B"
+    for task in ("arithmetic", "sentiment", "length", "chain"):
+        for policy in ("tiny", "tiny-chain"):
+            cfg = apply(build("grpo"), {"rollout.task": task, "model.policy": settings.model_for_task(task, policy)})
+            assert validate(cfg) == [], (task, policy)
+    mismatch = validate(apply(build("grpo"), {"rollout.task": "chain", "model.policy": "tiny"}))
+    assert any("tiny-chain" in p for p in mismatch), mismatch  # what the dropdown now prevents
