@@ -363,7 +363,9 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
             cfg = settings.recipe_switch(vals, vals["algorithm.recipe"])
             return {**fill(cfg), preset: None, preset_note: ""}
 
-        def import_toml(path: str):
+        def import_toml(path: str, run_id: str | None):
+            """The settings of a TOML file into the controls, and the recipe-difference chips with them (in this
+            event, not in the `derived` that follows it)."""
             try:
                 with open(path, encoding="utf-8") as fh:
                     cfg = C.from_toml_text(fh.read())
@@ -371,7 +373,8 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 return {problems: problems_html([f"the file could not be read: {e}"], "Import failed")}
             except C.ConfigError as e:
                 return {problems: problems_html(e.problems, "Import failed")}
-            return {**fill(cfg), preset: None, preset_note: "Imported from a TOML file.", problems: ""}
+            return {**fill(cfg), preset: None, preset_note: "Imported from a TOML file.", problems: "",
+                    diff: diff_html(cfg) + next_run_html(cfg, lab.config(run_id), run_id)}
 
         def use_dataset(path: str):
             return {controls["rollout.dataset"]: path, problems: ""}
@@ -538,7 +541,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                                            inputs_kwargs=ctl_kwargs, **private).then(**derived_io)
         gr.on([c.input for k, c in controls.items() if k != "algorithm.recipe"], concurrency_limit=None,
               **derived_io)
-        import_btn.upload(import_toml, [import_btn], [*ctl, preset, preset_note, problems],
+        import_btn.upload(import_toml, [import_btn, run_state], [*ctl, preset, preset_note, problems, diff],
                           **private).then(**derived_io)
         data_btn.upload(use_dataset, [data_btn], [controls["rollout.dataset"], problems], **private).then(**derived_io)
         fns_btn.upload(use_reward_file, [fns_btn], [controls["rollout.reward_fns"], problems],
