@@ -221,8 +221,9 @@ def downsample_indices(ys: Sequence[float], max_points: int = MAX_POINTS, minmax
     return idx[np.concatenate(([True], idx[1:] != idx[:-1]))]
 
 
-def _round(values: np.ndarray, digits: int = 5) -> list[float]:
-    """`digits` significant digits of each value (at most 12 decimals): smaller JSON, no visible change. Each
+def _round(values: np.ndarray, digits: int = 4) -> list[float]:
+    """`digits` significant digits of each value (at most 12 decimals; hovers show 4): smaller JSON, no visible
+    change. Each
     value is rounded on its own, so a trace that grows keeps its earlier points exactly (`app.chart_delta` then
     sends only the new ones)."""
     if values.size == 0:

@@ -36,6 +36,9 @@ FAST_TICK, FAST_TICKS = 0.2, 25  # seconds between the ticks right after Start, 
 # markup (~11 KiB for 16 completions) would otherwise be most of every tick, and text that changes every second
 # cannot be read anyway. A finished or paused run, another step or page, and a redraw are sent at once.
 SAMPLES_EVERY = 3.0
+# ... and not on a tick whose charts already fill this many bytes (the first after Start sends every chart whole):
+# they follow on a lighter tick (within SAMPLES_EVERY), so a tick stays under 20 KiB per tab (issue 13).
+TICK_BYTES = 16 * 1024
 clock = time.monotonic  # the samples' pacing clock (a test steps it by hand)
 TAGLINE = ("Train a tiny language model with RLHF policy-gradient algorithms and watch every part move: "
            "swap the baseline, the loss, the KL, and see the reward, KL and clipping react live.")
@@ -280,10 +283,15 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
             samples_sig = [run_id, version, qty, follow_latest, len(steps), page]
             last = new.get("samples")
             only_newer = bool(last) and [last[0], *last[2:4], last[5]] == [run_id, qty, follow_latest, page]
-            paced = (only_newer and follow_latest and bool(st) and st.get("state") == "running"
-                     and clock() - new.get("samples_t", 0.0) < SAMPLES_EVERY)
+            following = follow_latest and bool(st) and st.get("state") == "running"
+            paced = following and only_newer and clock() - new.get("samples_t", 0.0) < SAMPLES_EVERY
+            crowded = following and len(out.get(grid, "")) + len(shown_html) > TICK_BYTES
+            if crowded and samples_sig != last:  # wait for a lighter tick, but not past SAMPLES_EVERY
+                crowded = clock() - new.setdefault("deferred_t", clock()) < SAMPLES_EVERY
+            paced = paced or crowded
             if force or (samples_sig != last and not paced):
                 new["samples_t"] = clock()
+                new.pop("deferred_t", None)
                 out[samples_view] = shown_html
                 out[samples_table] = table
                 if steps:
