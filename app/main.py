@@ -26,7 +26,7 @@ from app.lab import Lab, advice_html, diff_html, formula_markdown, next_run_html
 from app.lessons import lessons_panel
 from app.library_export import add_export_panel
 from app.owners import Owners
-from app.style import CSS, HEADER_CSS, NOTES_CSS, SHORTCUTS_JS, STATUS_CSS, THEME
+from app.style import CSS, HEAD, HEADER_CSS, NOTES_CSS, SHORTCUTS_JS, STATUS_CSS, THEME
 from labcore import config as C
 from labcore.runner import ACTIVE, RunManager, SharedLimits
 
@@ -161,46 +161,54 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 checks = _html("", NOTES_CSS, elem_id="rl-checks", label="setting checks")
                 diff = _html(diff_html(start_cfg), NOTES_CSS, elem_id="rl-diff", label="recipe differences")
                 compare = gr.State([])     # the runs overlaid on the charts (ticked in the runs table)
-                # the charts right under the status (one screen on a projector); their view settings below them
-                grid = charts.chart_grid(charts.encode(figures.build_figures([])))
-                # why a chart is flat under the settings shown, copied onto the charts by app.chart_explain
-                chart_notes = _html(notes_html(constant_notes(start_cfg)), elem_id="rl-chart-notes")
-                with gr.Row(equal_height=True):
-                    smoothing = gr.Slider(0.0, 0.99, value=0.6, step=0.01, label="Smoothing", scale=2,
-                                          info="Debiased EMA, as in TensorBoard; the raw line stays faint.",
-                                          elem_id="rl-smoothing")
-                    xaxis = gr.Radio([("step", "step"), ("time (s)", "time")], value="step", label="x axis")
-                runs_table = gr.Dataframe(headers=Lab.TABLE_HEADERS, value=[], type="array", interactive=True,
-                                          static_columns=list(range(1, len(Lab.TABLE_HEADERS))),
-                                          datatype=["bool", "html", "str", "str", "str", "str", "number", "number",
-                                                    "str"], label="Runs: tick to overlay on the charts",
-                                          max_height=260, elem_id="rl-runs")
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=2):
-                        gr.Markdown("### Samples")
-                        with gr.Row():
-                            quantity = gr.Radio([("advantage", "advantage"), ("ratio", "ratio"),
-                                                 ("KL to reference", "kl"), ("log-prob", "logp")],
-                                                value="advantage", label="Colour tokens by", scale=3)
-                            follow = gr.Checkbox(True, label="Follow the latest step", scale=1)
-                            sample_step = gr.Slider(0, 1, value=0, step=1, label="Step",
-                                                    info="Look back at an earlier step, or click a chart point.",
-                                                    scale=2)
-                        with gr.Row():  # the group view's options (app/samples.py): values as text, pages
-                            gr.Checkbox(True, label="Values under tokens", elem_id="rl-token-values", scale=2,
-                                        interactive=True,  # CSS reads it (app/samples.py): no event, no round trip
-                                        info="Each token's number printed under it; tap a token to pin all.")
-                            sample_page = gr.Number(1, precision=0, minimum=1, label="Page of groups", scale=1,
-                                                    elem_id="rl-sample-page")
-                        samples_view = _html(samples.samples_html([]), samples.SAMPLES_CSS,
-                                             elem_id="rl-samples")
-                        samples_table = gr.Dataframe(headers=samples.SAMPLE_HEADERS, value=[],
-                                                     interactive=False, wrap=True, max_height=320,
-                                                     label="Generations of this step")
-                    with gr.Column(scale=1, min_width=320):
-                        gr.Markdown("### Objective")
-                        formula = gr.Markdown(formula_markdown(start_cfg), latex_delimiters=LATEX,
-                                              elem_id="rl-formula", label="objective")
+                # The charts right under the status (one screen on a projector), their view settings and the runs
+                # table below them; the samples beside them on a wide screen, under them elsewhere (app.style.CSS).
+                with gr.Row(equal_height=False, elem_id="rl-view"):
+                    with gr.Column(scale=2, min_width=0, elem_id="rl-view-charts"):
+                        grid = charts.chart_grid(charts.encode(figures.build_figures([])))
+                        # why a chart is flat under the settings shown, copied onto the charts by app.chart_explain
+                        chart_notes = _html(notes_html(constant_notes(start_cfg)), elem_id="rl-chart-notes")
+                        with gr.Row(equal_height=True, elem_id="rl-chart-opts"):
+                            smoothing = gr.Slider(0.0, 0.99, value=0.6, step=0.01, label="Smoothing", scale=2,
+                                                  info="Debiased EMA, as in TensorBoard; the raw line stays faint.",
+                                                  elem_id="rl-smoothing")
+                            xaxis = gr.Radio([("step", "step"), ("time (s)", "time")], value="step",
+                                             label="x axis")
+                        runs_table = gr.Dataframe(headers=Lab.TABLE_HEADERS, value=[], type="array",
+                                                  interactive=True,
+                                                  static_columns=list(range(1, len(Lab.TABLE_HEADERS))),
+                                                  datatype=["bool", "html", "str", "str", "str", "str", "number",
+                                                            "number", "str"],
+                                                  label="Runs: tick to overlay on the charts", max_height=260,
+                                                  elem_id="rl-runs")
+                    with gr.Column(scale=1, min_width=0, elem_id="rl-view-samples"):
+                        with gr.Row(equal_height=False, elem_id="rl-samples-row"):
+                            with gr.Column(scale=2):
+                                gr.Markdown("### Samples")
+                                with gr.Row():
+                                    quantity = gr.Radio([("advantage", "advantage"), ("ratio", "ratio"),
+                                                         ("KL to reference", "kl"), ("log-prob", "logp")],
+                                                        value="advantage", label="Colour tokens by", scale=3)
+                                    follow = gr.Checkbox(True, label="Follow the latest step", scale=1)
+                                    sample_step = gr.Slider(0, 1, value=0, step=1, label="Step", scale=2,
+                                                            info="Look back at an earlier step, or click a "
+                                                                 "chart point.")
+                                with gr.Row():  # the group view's options (app/samples.py): values as text, pages
+                                    # CSS reads it (app/samples.py): no event, no round trip
+                                    gr.Checkbox(True, label="Values under tokens", elem_id="rl-token-values",
+                                                scale=2, interactive=True,
+                                                info="Each token's number printed under it; tap a token to pin all.")
+                                    sample_page = gr.Number(1, precision=0, minimum=1, label="Page of groups",
+                                                            scale=1, elem_id="rl-sample-page")
+                                samples_view = _html(samples.samples_html([]), samples.SAMPLES_CSS,
+                                                     elem_id="rl-samples")
+                                samples_table = gr.Dataframe(headers=samples.SAMPLE_HEADERS, value=[],
+                                                             interactive=False, wrap=True, max_height=320,
+                                                             label="Generations of this step")
+                            with gr.Column(scale=1, min_width=320):
+                                gr.Markdown("### Objective")
+                                formula = gr.Markdown(formula_markdown(start_cfg), latex_delimiters=LATEX,
+                                                      elem_id="rl-formula", label="objective")
                 with gr.Accordion("Runs: watch, export, details", open=False, elem_id="rl-runs-panel"):
                     with gr.Row():
                         watch = gr.Dropdown(choices=[], label="Watch a run", allow_custom_value=True,
@@ -614,6 +622,6 @@ def launch_hint(local_url: str | None, share_url: str | None) -> str:
 
 def launch_options(manager: RunManager) -> dict[str, Any]:
     """What `demo.launch` needs besides the address: theme, CSS, and the runs folder for exports."""
-    return {"theme": THEME, "css": CSS + chart_explain.CSS,
+    return {"theme": THEME, "css": CSS + chart_explain.CSS, "head": HEAD,
             "js": present.page_js(SHORTCUTS_JS, chart_explain.script()),
             "allowed_paths": [str(manager.store.root.resolve())], "footer_links": ["api", "gradio"]}
