@@ -552,6 +552,13 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                                                                samples_table], **private)
         grid.submit(redraw, view_inputs, view_outputs, concurrency_limit=None, **private)
 
+        hot = [controls[k] for k in settings.LIVE]
+        # straight to the server (no queue round trip), and the last edit always lands (typing is many inputs).
+        # Wired before `derived` on purpose: the page runs an input's events one after another, each awaited to
+        # the end, so a live change wired after it waited for the queued refresh of the formula and notes
+        # (1-2 s on a busy server; benchmarks/README.md, live changes).
+        gr.on([c.input for c in hot], live, [owner, run_state, *hot], [live_note], queue=False,
+              trigger_mode="always_last", **private)
         preset.input(pick_preset, [preset], [*ctl, preset_note, problems], **private).then(**derived_io)
         controls["algorithm.recipe"].input(pick_recipe, None, [*ctl, preset, preset_note],
                                            inputs_kwargs=ctl_kwargs, **private).then(**derived_io)
@@ -562,10 +569,6 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         data_btn.upload(use_dataset, [data_btn], [controls["rollout.dataset"], problems], **private).then(**derived_io)
         fns_btn.upload(use_reward_file, [fns_btn], [controls["rollout.reward_fns"], problems],
                        **private).then(**derived_io)
-        hot = [controls[k] for k in settings.LIVE]
-        # straight to the server (no queue round trip), and the last edit always lands (typing is many inputs)
-        gr.on([c.input for c in hot], live, [owner, run_state, *hot], [live_note], queue=False,
-              trigger_mode="always_last", **private)
 
         run_outputs = [run_state, problems, checks, live_note, sig_state, timer, status, watch, runs_table]
         start_btn.click(start, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="start")
