@@ -8,7 +8,8 @@ current ones, chart by chart (`chart_delta`):
   that grew (a downsampled trace's last bucket may be redone: the entry says how many old points to keep), and
   the layout's top-level keys that changed (a live-change mark, whole-number step ticks given up at step 7, a
   constant series that moved: an axis or the marks, not the whole chart);
-- anything else (a trace added or restyled, a downsampled trace that shifted, re-rounded values): the whole chart.
+  a trace's style keys that changed (a line's second point turns its markers off) go the same way;
+- anything else (a trace added, a downsampled trace that shifted, re-rounded values): the whole chart.
 
 The payload is JSON: {"v": version, "base": version or null, "common": {...}, "charts": [whole charts],
 "extend": [...]}, each whole chart's layout less what the whole charts' layouts hold alike (`common`: a third of
@@ -47,13 +48,15 @@ def chart_delta(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | No
     `keep` points of its `old` self (at least half of them) followed by new points `x`, `y` (one entry per trace
     index in `traces`; an `x` of None: the same as the trace before it, as a raw line and its smoothed line
     have): appended steps, and the last bucket of a downsampled trace redone; with "layout": the
-    layout's top-level keys that changed (None: removed), if any did; else {"full": new}."""
+    layout's top-level keys that changed (None: removed), if any did; with "style": [trace index, its keys that
+    changed besides x and y], if any did; else {"full": new} (traces added or removed, most points redrawn)."""
     if len(old["data"]) != len(new["data"]):
         return {"full": new}
-    traces, keep, xs, ys, last_x = [], [], [], [], None
+    traces, keep, xs, ys, last_x, styles = [], [], [], [], None, []
     for i, (a, b) in enumerate(zip(old["data"], new["data"])):
-        if any(a.get(k) != b.get(k) for k in (a.keys() | b.keys()) - set(XY)):
-            return {"full": new}
+        restyled = {k: b.get(k) for k in (a.keys() | b.keys()) - set(XY) if a.get(k) != b.get(k)}
+        if restyled:  # a line's second point: markers off, its legend entry on
+            styles.append([i, restyled])
         n = len(a["x"])
         k = min(_prefix(a["x"], b["x"]), _prefix(a["y"], b["y"]))
         if k == n == len(b["x"]):
@@ -68,10 +71,10 @@ def chart_delta(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | No
         ys.append(b["y"][k:])
     relaid = {k: new["layout"].get(k) for k in old["layout"].keys() | new["layout"].keys()
               if old["layout"].get(k) != new["layout"].get(k)}
-    if not traces and not relaid:
+    if not traces and not relaid and not styles:
         return None
     out = {"id": new["id"], "traces": traces, "keep": keep, "x": xs, "y": ys}
-    return {**out, "layout": relaid} if relaid else out
+    return {**out, **({"layout": relaid} if relaid else {}), **({"style": styles} if styles else {})}
 
 
 def relayout(layout: dict[str, Any], changed: dict[str, Any]) -> dict[str, Any]:
@@ -160,6 +163,8 @@ def apply(held: dict[str, dict[str, Any]], version: str | None, payload: str) ->
         chart = copy.deepcopy(out[e["id"]])
         if "layout" in e:
             chart["layout"] = relayout(chart["layout"], e["layout"])
+        for i, changed in e.get("style", []):
+            chart["data"][i] = relayout(chart["data"][i], changed)
         x = None
         for i, k, own_x, y in zip(e["traces"], e["keep"], e["x"], e["y"]):
             x = x if own_x is None else own_x

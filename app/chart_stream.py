@@ -28,6 +28,10 @@ const held = {
         c.layout = JSON.stringify(layout);
       }
       const data = c.data.slice();  // new arrays for the grown traces: Plotly.react redraws what changed
+      for (const [i, changed] of e.style || []) {  // a trace's style keys that changed (null: removed)
+        data[i] = {...data[i], ...changed};
+        for (const k of Object.keys(changed)) if (changed[k] === null) delete data[i][k];
+      }
       let x = null;
       e.traces.forEach((i, j) => {
         const k = e.keep[j];  // the old points that stay (a downsampled trace redoes its last bucket)

@@ -316,8 +316,8 @@ def _build_traces(run: RunView, s: Series, color: str, dash: str, name: str, gro
     mode = "lines+markers" if len(xs) <= 1 else "lines"
     main = {**base, "uid": uid(ident, "s"), "name": name, "mode": mode, "x": _round(xa[keep], 6),
             "y": _round(smooth[keep]), "hovertemplate": "%{y:.4g}"}
-    if smoothing <= 0 or len(xs) < 2 or not raw_line:
-        return [main]
+    if smoothing <= 0 or not raw_line:  # the raw line from the first point (empty until the second): a tick
+        return [main]                     # then sends the new points, not every chart again
     raw_keep = downsample_indices(ys, max_points)
     raw = {**base, "uid": uid(ident, "r"), "name": f"{name} (raw)", "showlegend": False, "opacity": 0.25,
            "hoverinfo": "skip", "x": _round(xa[raw_keep], 6), "y": _round(ya[raw_keep]),

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", type=Path, help="a finished run folder to replay (default: train one)")
     ap.add_argument("--per-tick", type=int, default=10, help="steps recorded between two ticks")
     ap.add_argument("--seconds", type=float, default=1.0, help="seconds between two ticks (the samples' pacing)")
+    ap.add_argument("--show", type=int, default=0, help="print the bytes of each output of the first N ticks")
     args = ap.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="rlhf-lab-bytes-"))
@@ -95,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, name in enumerate(NAMES):
         col = [t[k] for t in ticks]
         print(f"  {name:14s} {statistics.median(col):8.0f} / {max(col):6d}   {sum(c > 30 for c in col)}")
+    for i, t in enumerate(ticks[:args.show], 1):
+        print(f"  tick {i}:", ", ".join(f"{name} {b}" for name, b in zip(NAMES, t) if b > 30))
     print("each tick (KiB):", " ".join(f"{sum(t) / 1024:.1f}" for t in ticks))
     manager.shutdown()
     shutil.rmtree(work, ignore_errors=True)

@@ -36,7 +36,12 @@ def test_chart_delta_appends_only_new_points_and_resends_a_changed_chart():
                       "layout": {"title": {"text": "KL"}}}  # the keys that changed
     assert chart_delta.relayout({"title": 1, "shapes": [2]}, {"title": 3, "shapes": None}) == {"title": 3}
     assert chart_delta.chart_delta(before, fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], title="KL"))["traces"] == []
-    for changed in (fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], mode="markers"),   # a trace's style
+    # a trace's style (a line's second point turns its markers off): the keys that changed, and the new points
+    restyled = chart_delta.chart_delta(before, fig([1, 2, 3, 4, 5], [0.1, 0.2, 0.3, 0.4, 0.5], mode="markers"))
+    assert restyled == {"id": "reward", "traces": [0], "keep": [4], "x": [[5]], "y": [[0.5]],
+                        "style": [[0, {"mode": "markers"}]]}
+    two_traces = {**before, "data": before["data"] * 2}
+    for changed in (two_traces,                                                 # a trace added
                     fig([1, 3, 5, 7], [0.1, 0.3, 0.5, 0.7]),                   # most points moved (buckets doubled)
                     fig([1, 2, 3, 4], [0.15, 0.2, 0.3, 0.4])):                 # the first value changed
         assert chart_delta.chart_delta(before, changed) == {"full": changed}
@@ -47,6 +52,9 @@ def test_chart_delta_appends_only_new_points_and_resends_a_changed_chart():
     held, v = chart_delta.apply(held, v, chart_delta.delta_payload([fig([1, 2], [0.1, 0.2])],
                                                                    [fig([1, 2, 3], [0.1, 0.2, 0.3], "KL")], "b", "c"))
     assert held["reward"] == fig([1, 2, 3], [0.1, 0.2, 0.3], "KL")
+    held, v = chart_delta.apply(held, v, chart_delta.delta_payload(
+        [fig([1, 2, 3], [0.1, 0.2, 0.3], "KL")], [fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], "KL", "markers")], "c", "d"))
+    assert held["reward"] == fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], "KL", "markers")
     # a raw line and its smoothed line gain the same steps: their x is sent once
     pair = [{"id": "p", "layout": {}, "data": [{"uid": u, "x": xs, "y": [0.5] * len(xs)} for u in "rs"]}
             for xs in ([1], [1, 2, 3])]
