@@ -624,7 +624,13 @@ def launch_hint(local_url: str | None, share_url: str | None) -> str:
 
 
 def launch_options(manager: RunManager) -> dict[str, Any]:
-    """What `demo.launch` needs besides the address: theme, CSS, and the runs folder for exports."""
+    """What `demo.launch` needs besides the address: theme, CSS, the runs folder for exports, and gzip for
+    responses over 1 KiB (a tick is a JSON POST: its numbers shrink several times over a room's Wi-Fi; Starlette
+    leaves the queue's event stream uncompressed)."""
+    from starlette.middleware import Middleware
+    from starlette.middleware.gzip import GZipMiddleware
+
     return {"theme": THEME, "css": CSS + chart_explain.CSS, "head": HEAD,
             "js": present.page_js(SHORTCUTS_JS, chart_explain.script()),
-            "allowed_paths": [str(manager.store.root.resolve())], "footer_links": ["api", "gradio"]}
+            "allowed_paths": [str(manager.store.root.resolve())], "footer_links": ["api", "gradio"],
+            "app_kwargs": {"middleware": [Middleware(GZipMiddleware, minimum_size=1024)]}}

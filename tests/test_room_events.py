@@ -37,3 +37,19 @@ def test_a_live_change_is_sent_before_the_queued_refresh(tmp_path):
         on_input = [names[d["id"]] for d in deps if [target, "input"] in [list(t) for t in d["targets"]]]
         assert "live" in on_input and "derived" in on_input, on_input
         assert on_input.index("live") < on_input.index("derived"), on_input
+
+
+def test_the_served_lab_gzips_its_json(tmp_path):
+    """A tick is a plain JSON POST (`queue=False`): gzip shrinks it several times over a room's Wi-Fi
+    (benchmarks/README.md, tick bytes); the served lab compresses JSON for a browser that accepts it."""
+    import urllib.request
+
+    from ui_fixtures import serve
+
+    url, demo = serve(RunManager(tmp_path / "runs"))
+    try:
+        ask = urllib.request.Request(url + "config", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(ask, timeout=30) as resp:
+            assert resp.headers.get("Content-Encoding") == "gzip"
+    finally:
+        demo.close()
