@@ -45,7 +45,9 @@ HEAD = """<style>
   body .gradio-container { max-width: none !important; }
   #rl-view > #rl-view-charts { flex: 1 1 0 !important; }
   #rl-view > #rl-view-samples { flex: 0 0 clamp(420px, 28vw, 560px) !important; }
-  #rl-samples-row { flex-direction: column; }
+  #rl-samples-row { flex-direction: column; align-items: stretch !important; }
+  #rl-samples-row > * { min-width: 0 !important; }
+  #rl-view > #rl-view-samples { overflow-x: auto; }  /* presenter mode's larger samples scroll, not the page */
 }
 @media (max-width: 1599px) {
   #rl-view { flex-direction: column; align-items: stretch !important; }
