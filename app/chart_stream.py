@@ -15,17 +15,28 @@ const held = {
     if (spec.base != null && (spec.base !== this.v || this.asked)) { this.resync(); return []; }
     if (spec.base == null) { this.charts = {}; this.asked = false; }
     const ids = [];
-    for (const c of spec.charts || []) {
-      this.charts[c.id] = {data: c.data, layout: JSON.stringify(c.layout)};  // layout: a fresh copy per draw
+    for (const c of spec.charts || []) {  // layout: what the charts share, then its own; a fresh copy per draw
+      this.charts[c.id] = {data: c.data, layout: JSON.stringify(merged(spec.common || {}, c.layout))};
       ids.push(c.id);
     }
     for (const e of spec.extend || []) {
       const c = this.charts[e.id];
       if (!c) { this.resync(); return []; }
+      if (e.layout) {  // a new axis or live-change mark (the keys that changed; null: removed)
+        const layout = {...JSON.parse(c.layout), ...e.layout};
+        for (const k of Object.keys(e.layout)) if (e.layout[k] === null) delete layout[k];
+        c.layout = JSON.stringify(layout);
+      }
       const data = c.data.slice();  // new arrays for the grown traces: Plotly.react redraws what changed
+      for (const [i, changed] of e.style || []) {  // a trace's style keys that changed (null: removed)
+        data[i] = {...data[i], ...changed};
+        for (const k of Object.keys(changed)) if (changed[k] === null) delete data[i][k];
+      }
+      let x = null;
       e.traces.forEach((i, j) => {
         const k = e.keep[j];  // the old points that stay (a downsampled trace redoes its last bucket)
-        data[i] = {...data[i], x: data[i].x.slice(0, k).concat(e.x[j]), y: data[i].y.slice(0, k).concat(e.y[j])};
+        if (e.x[j] !== null) x = e.x[j];  // null: the same new x as the trace before (a raw line and its smooth)
+        data[i] = {...data[i], x: data[i].x.slice(0, k).concat(x), y: data[i].y.slice(0, k).concat(e.y[j])};
       });
       c.data = data;
       if (!ids.includes(e.id)) ids.push(e.id);
@@ -35,6 +46,14 @@ const held = {
   },
   resync() { if (!this.asked) { this.asked = true; trigger('submit'); } },
 };
+function merged(common, own) {  // app.chart_delta.merged: nested objects key by key
+  const out = {...common};
+  for (const [k, v] of Object.entries(own)) {
+    const both = v && out[k] && typeof v === 'object' && typeof out[k] === 'object' && !Array.isArray(v) && !Array.isArray(out[k]);
+    out[k] = both ? merged(out[k], v) : v;
+  }
+  return out;
+}
 function pick(id, ev) {
   const p = ev && ev.points && ev.points[0];
   if (p === undefined || p.x === undefined || p.x === null) return;

@@ -221,8 +221,9 @@ def downsample_indices(ys: Sequence[float], max_points: int = MAX_POINTS, minmax
     return idx[np.concatenate(([True], idx[1:] != idx[:-1]))]
 
 
-def _round(values: np.ndarray, digits: int = 5) -> list[float]:
-    """`digits` significant digits of each value (at most 12 decimals): smaller JSON, no visible change. Each
+def _round(values: np.ndarray, digits: int = 4) -> list[float]:
+    """`digits` significant digits of each value (at most 12 decimals; hovers show 4): smaller JSON, no visible
+    change. Each
     value is rounded on its own, so a trace that grows keeps its earlier points exactly (`app.chart_delta` then
     sends only the new ones)."""
     if values.size == 0:
@@ -315,8 +316,8 @@ def _build_traces(run: RunView, s: Series, color: str, dash: str, name: str, gro
     mode = "lines+markers" if len(xs) <= 1 else "lines"
     main = {**base, "uid": uid(ident, "s"), "name": name, "mode": mode, "x": _round(xa[keep], 6),
             "y": _round(smooth[keep]), "hovertemplate": "%{y:.4g}"}
-    if smoothing <= 0 or len(xs) < 2 or not raw_line:
-        return [main]
+    if smoothing <= 0 or not raw_line:  # the raw line from the first point (empty until the second): a tick
+        return [main]                     # then sends the new points, not every chart again
     raw_keep = downsample_indices(ys, max_points)
     raw = {**base, "uid": uid(ident, "r"), "name": f"{name} (raw)", "showlegend": False, "opacity": 0.25,
            "hoverinfo": "skip", "x": _round(xa[raw_keep], 6), "y": _round(ya[raw_keep]),

@@ -26,7 +26,7 @@ from app.lab import Lab, advice_html, diff_html, formula_markdown, next_run_html
 from app.lessons import lessons_panel
 from app.library_export import add_export_panel
 from app.owners import Owners
-from app.style import CSS, HEADER_CSS, NOTES_CSS, SHORTCUTS_JS, STATUS_CSS, THEME
+from app.style import CSS, HEAD, HEADER_CSS, NOTES_CSS, SHORTCUTS_JS, STATUS_CSS, THEME
 from labcore import config as C
 from labcore.runner import ACTIVE, RunManager, SharedLimits
 
@@ -36,6 +36,9 @@ FAST_TICK, FAST_TICKS = 0.2, 25  # seconds between the ticks right after Start, 
 # markup (~11 KiB for 16 completions) would otherwise be most of every tick, and text that changes every second
 # cannot be read anyway. A finished or paused run, another step or page, and a redraw are sent at once.
 SAMPLES_EVERY = 3.0
+# ... and not on a tick whose charts already fill this many bytes (the first after Start sends every chart whole):
+# they follow on a lighter tick (within SAMPLES_EVERY), so a tick stays under 20 KiB per tab (issue 13).
+TICK_BYTES = 16 * 1024
 clock = time.monotonic  # the samples' pacing clock (a test steps it by hand)
 TAGLINE = ("Train a tiny language model with RLHF policy-gradient algorithms and watch every part move: "
            "swap the baseline, the loss, the KL, and see the reward, KL and clipping react live.")
@@ -158,46 +161,54 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 checks = _html("", NOTES_CSS, elem_id="rl-checks", label="setting checks")
                 diff = _html(diff_html(start_cfg), NOTES_CSS, elem_id="rl-diff", label="recipe differences")
                 compare = gr.State([])     # the runs overlaid on the charts (ticked in the runs table)
-                # the charts right under the status (one screen on a projector); their view settings below them
-                grid = charts.chart_grid(charts.encode(figures.build_figures([])))
-                # why a chart is flat under the settings shown, copied onto the charts by app.chart_explain
-                chart_notes = _html(notes_html(constant_notes(start_cfg)), elem_id="rl-chart-notes")
-                with gr.Row(equal_height=True):
-                    smoothing = gr.Slider(0.0, 0.99, value=0.6, step=0.01, label="Smoothing", scale=2,
-                                          info="Debiased EMA, as in TensorBoard; the raw line stays faint.",
-                                          elem_id="rl-smoothing")
-                    xaxis = gr.Radio([("step", "step"), ("time (s)", "time")], value="step", label="x axis")
-                runs_table = gr.Dataframe(headers=Lab.TABLE_HEADERS, value=[], type="array", interactive=True,
-                                          static_columns=list(range(1, len(Lab.TABLE_HEADERS))),
-                                          datatype=["bool", "html", "str", "str", "str", "str", "number", "number",
-                                                    "str"], label="Runs: tick to overlay on the charts",
-                                          max_height=260, elem_id="rl-runs")
-                with gr.Row(equal_height=False):
-                    with gr.Column(scale=2):
-                        gr.Markdown("### Samples")
-                        with gr.Row():
-                            quantity = gr.Radio([("advantage", "advantage"), ("ratio", "ratio"),
-                                                 ("KL to reference", "kl"), ("log-prob", "logp")],
-                                                value="advantage", label="Colour tokens by", scale=3)
-                            follow = gr.Checkbox(True, label="Follow the latest step", scale=1)
-                            sample_step = gr.Slider(0, 1, value=0, step=1, label="Step",
-                                                    info="Look back at an earlier step, or click a chart point.",
-                                                    scale=2)
-                        with gr.Row():  # the group view's options (app/samples.py): values as text, pages
-                            gr.Checkbox(True, label="Values under tokens", elem_id="rl-token-values", scale=2,
-                                        interactive=True,  # CSS reads it (app/samples.py): no event, no round trip
-                                        info="Each token's number printed under it; tap a token to pin all.")
-                            sample_page = gr.Number(1, precision=0, minimum=1, label="Page of groups", scale=1,
-                                                    elem_id="rl-sample-page")
-                        samples_view = _html(samples.samples_html([]), samples.SAMPLES_CSS,
-                                             elem_id="rl-samples")
-                        samples_table = gr.Dataframe(headers=samples.SAMPLE_HEADERS, value=[],
-                                                     interactive=False, wrap=True, max_height=320,
-                                                     label="Generations of this step")
-                    with gr.Column(scale=1, min_width=320):
-                        gr.Markdown("### Objective")
-                        formula = gr.Markdown(formula_markdown(start_cfg), latex_delimiters=LATEX,
-                                              elem_id="rl-formula", label="objective")
+                # The charts right under the status (one screen on a projector), their view settings and the runs
+                # table below them; the samples beside them on a wide screen, under them elsewhere (app.style.CSS).
+                with gr.Row(equal_height=False, elem_id="rl-view"):
+                    with gr.Column(scale=2, min_width=0, elem_id="rl-view-charts"):
+                        grid = charts.chart_grid(charts.encode(figures.build_figures([])))
+                        # why a chart is flat under the settings shown, copied onto the charts by app.chart_explain
+                        chart_notes = _html(notes_html(constant_notes(start_cfg)), elem_id="rl-chart-notes")
+                        with gr.Row(equal_height=True, elem_id="rl-chart-opts"):
+                            smoothing = gr.Slider(0.0, 0.99, value=0.6, step=0.01, label="Smoothing", scale=2,
+                                                  info="Debiased EMA, as in TensorBoard; the raw line stays faint.",
+                                                  elem_id="rl-smoothing")
+                            xaxis = gr.Radio([("step", "step"), ("time (s)", "time")], value="step",
+                                             label="x axis")
+                        runs_table = gr.Dataframe(headers=Lab.TABLE_HEADERS, value=[], type="array",
+                                                  interactive=True,
+                                                  static_columns=list(range(1, len(Lab.TABLE_HEADERS))),
+                                                  datatype=["bool", "html", "str", "str", "str", "str", "number",
+                                                            "number", "str"],
+                                                  label="Runs: tick to overlay on the charts", max_height=260,
+                                                  elem_id="rl-runs")
+                    with gr.Column(scale=1, min_width=0, elem_id="rl-view-samples"):
+                        with gr.Row(equal_height=False, elem_id="rl-samples-row"):
+                            with gr.Column(scale=2):
+                                gr.Markdown("### Samples")
+                                with gr.Row():
+                                    quantity = gr.Radio([("advantage", "advantage"), ("ratio", "ratio"),
+                                                         ("KL to reference", "kl"), ("log-prob", "logp")],
+                                                        value="advantage", label="Colour tokens by", scale=3)
+                                    follow = gr.Checkbox(True, label="Follow the latest step", scale=1)
+                                    sample_step = gr.Slider(0, 1, value=0, step=1, label="Step", scale=2,
+                                                            info="Look back at an earlier step, or click a "
+                                                                 "chart point.")
+                                with gr.Row():  # the group view's options (app/samples.py): values as text, pages
+                                    # CSS reads it (app/samples.py): no event, no round trip
+                                    gr.Checkbox(True, label="Values under tokens", elem_id="rl-token-values",
+                                                scale=2, interactive=True,
+                                                info="Each token's number printed under it; tap a token to pin all.")
+                                    sample_page = gr.Number(1, precision=0, minimum=1, label="Page of groups",
+                                                            scale=1, elem_id="rl-sample-page")
+                                samples_view = _html(samples.samples_html([]), samples.SAMPLES_CSS,
+                                                     elem_id="rl-samples")
+                                samples_table = gr.Dataframe(headers=samples.SAMPLE_HEADERS, value=[],
+                                                             interactive=False, wrap=True, max_height=320,
+                                                             label="Generations of this step")
+                            with gr.Column(scale=1, min_width=320):
+                                gr.Markdown("### Objective")
+                                formula = gr.Markdown(formula_markdown(start_cfg), latex_delimiters=LATEX,
+                                                      elem_id="rl-formula", label="objective")
                 with gr.Accordion("Runs: watch, export, details", open=False, elem_id="rl-runs-panel"):
                     with gr.Row():
                         watch = gr.Dropdown(choices=[], label="Watch a run", allow_custom_value=True,
@@ -280,10 +291,15 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
             samples_sig = [run_id, version, qty, follow_latest, len(steps), page]
             last = new.get("samples")
             only_newer = bool(last) and [last[0], *last[2:4], last[5]] == [run_id, qty, follow_latest, page]
-            paced = (only_newer and follow_latest and bool(st) and st.get("state") == "running"
-                     and clock() - new.get("samples_t", 0.0) < SAMPLES_EVERY)
+            following = follow_latest and bool(st) and st.get("state") == "running"
+            paced = following and only_newer and clock() - new.get("samples_t", 0.0) < SAMPLES_EVERY
+            crowded = following and len(out.get(grid, "")) + len(shown_html) > TICK_BYTES
+            if crowded and samples_sig != last:  # wait for a lighter tick, but not past SAMPLES_EVERY
+                crowded = clock() - new.setdefault("deferred_t", clock()) < SAMPLES_EVERY
+            paced = paced or crowded
             if force or (samples_sig != last and not paced):
                 new["samples_t"] = clock()
+                new.pop("deferred_t", None)
                 out[samples_view] = shown_html
                 out[samples_table] = table
                 if steps:
@@ -363,7 +379,9 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
             cfg = settings.recipe_switch(vals, vals["algorithm.recipe"])
             return {**fill(cfg), preset: None, preset_note: ""}
 
-        def import_toml(path: str):
+        def import_toml(path: str, run_id: str | None):
+            """The settings of a TOML file into the controls, and the recipe-difference chips with them (in this
+            event, not in the `derived` that follows it)."""
             try:
                 with open(path, encoding="utf-8") as fh:
                     cfg = C.from_toml_text(fh.read())
@@ -371,7 +389,8 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 return {problems: problems_html([f"the file could not be read: {e}"], "Import failed")}
             except C.ConfigError as e:
                 return {problems: problems_html(e.problems, "Import failed")}
-            return {**fill(cfg), preset: None, preset_note: "Imported from a TOML file.", problems: ""}
+            return {**fill(cfg), preset: None, preset_note: "Imported from a TOML file.", problems: "",
+                    diff: diff_html(cfg) + next_run_html(cfg, lab.config(run_id), run_id)}
 
         def use_dataset(path: str):
             return {controls["rollout.dataset"]: path, problems: ""}
@@ -533,6 +552,13 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                                                                samples_table], **private)
         grid.submit(redraw, view_inputs, view_outputs, concurrency_limit=None, **private)
 
+        hot = [controls[k] for k in settings.LIVE]
+        # straight to the server (no queue round trip), and the last edit always lands (typing is many inputs).
+        # Wired before `derived` on purpose: the page runs an input's events one after another, each awaited to
+        # the end, so a live change wired after it waited for the queued refresh of the formula and notes
+        # (1-2 s on a busy server; benchmarks/README.md, live changes).
+        gr.on([c.input for c in hot], live, [owner, run_state, *hot], [live_note], queue=False,
+              trigger_mode="always_last", **private)
         preset.input(pick_preset, [preset], [*ctl, preset_note, problems], **private).then(**derived_io)
         controls["algorithm.recipe"].input(pick_recipe, None, [*ctl, preset, preset_note],
                                            inputs_kwargs=ctl_kwargs, **private).then(**derived_io)
@@ -541,15 +567,11 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
         # the chain task has its own built-in model: picking it (or leaving it) moves a built-in policy along
         controls["rollout.task"].input(settings.model_for_task, [controls["rollout.task"], controls["model.policy"]],
                                        [controls["model.policy"]], **private).then(**derived_io)
-        import_btn.upload(import_toml, [import_btn], [*ctl, preset, preset_note, problems],
+        import_btn.upload(import_toml, [import_btn, run_state], [*ctl, preset, preset_note, problems, diff],
                           **private).then(**derived_io)
         data_btn.upload(use_dataset, [data_btn], [controls["rollout.dataset"], problems], **private).then(**derived_io)
         fns_btn.upload(use_reward_file, [fns_btn], [controls["rollout.reward_fns"], problems],
                        **private).then(**derived_io)
-        hot = [controls[k] for k in settings.LIVE]
-        # straight to the server (no queue round trip), and the last edit always lands (typing is many inputs)
-        gr.on([c.input for c in hot], live, [owner, run_state, *hot], [live_note], queue=False,
-              trigger_mode="always_last", **private)
 
         run_outputs = [run_state, problems, checks, live_note, sig_state, timer, status, watch, runs_table]
         start_btn.click(start, [owner, run_state], run_outputs, inputs_kwargs=ctl_kwargs, api_name="start")
@@ -605,7 +627,13 @@ def launch_hint(local_url: str | None, share_url: str | None) -> str:
 
 
 def launch_options(manager: RunManager) -> dict[str, Any]:
-    """What `demo.launch` needs besides the address: theme, CSS, and the runs folder for exports."""
-    return {"theme": THEME, "css": CSS + chart_explain.CSS,
+    """What `demo.launch` needs besides the address: theme, CSS, the runs folder for exports, and gzip for
+    responses over 1 KiB (a tick is a JSON POST: its numbers shrink several times over a room's Wi-Fi; Starlette
+    leaves the queue's event stream uncompressed)."""
+    from starlette.middleware import Middleware
+    from starlette.middleware.gzip import GZipMiddleware
+
+    return {"theme": THEME, "css": CSS + chart_explain.CSS, "head": HEAD,
             "js": present.page_js(SHORTCUTS_JS, chart_explain.script()),
-            "allowed_paths": [str(manager.store.root.resolve())], "footer_links": ["api", "gradio"]}
+            "allowed_paths": [str(manager.store.root.resolve())], "footer_links": ["api", "gradio"],
+            "app_kwargs": {"middleware": [Middleware(GZipMiddleware, minimum_size=1024)]}}

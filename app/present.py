@@ -84,7 +84,7 @@ CSS = """
 /* ---- presenter mode: no controls, large type, the three charts that matter fill the screen ---- */
 body.rl-present #rl-side, body.rl-present #rl-header, body.rl-present #rl-problems,
 body.rl-present #rl-checks, body.rl-present #rl-diff, body.rl-present #rl-runs,
-body.rl-present #rl-main .row:has(#rl-smoothing), body.rl-present #rl-runs-panel, body.rl-present #rl-lessons,
+body.rl-present #rl-chart-opts, body.rl-present #rl-runs-panel, body.rl-present #rl-lessons,
 body.rl-present footer { display: none !important; }
 body.rl-present .gradio-container { max-width: none !important; }
 body.rl-present #rl-status, body.rl-present #rl-live, body.rl-present #rl-room { zoom: 1.25; }

@@ -3,7 +3,7 @@
 The page needs no server and no network: plotly.js (from the installed `plotly` package, about 4.8 MB) and the
 run's records are inlined, so it opens from disk and can be hosted as a free static Hugging Face Space. It shows
 what the lab shows of a run: every chart of `app.figures.CHARTS` with the smoothing and x-axis (step / seconds)
-controls, the logged samples with token colouring and a step slider, the objective's formula, the config and
+controls, the logged samples grouped by prompt as the lab groups them, with token colouring and values and a step slider, the objective's formula, the config and
 what differs from the recipe.
 
 Python builds each chart's layout and trace styles with the lab's own builders (`app.figures.chart_figure`) and
@@ -88,7 +88,10 @@ def run_data(store: RunStore, run_id: str, cfg: Config) -> dict[str, Any]:
         steps, times, values = view.columns.cols.get(key, ([], [], []))
         columns[key] = {"step": list(steps), "time": [None if t is None else _num(t) for t in times],
                         "y": [_num(v) for v in values]}
-    logged = [{"step": step, "samples": store.samples(run_id, step)} for step in store.sample_steps(run_id)]
+    logged = []
+    for step in store.sample_steps(run_id):  # the completions in order, and their groups' sizes (app.samples.groups)
+        rows = store.samples(run_id, step)
+        logged.append({"step": step, "samples": rows, "groups": [len(g) for g in samples.groups(rows)]})
     return {
         "run_id": run_id, "label": label, "charts": charts, "columns": columns, "samples": logged,
         "quantities": samples.QUANTITIES, "blue": samples.BLUE, "orange": samples.ORANGE,
@@ -330,24 +333,37 @@ function legend(q, sc) {
   return `<div class="rl-legend"><span class="rl-legend-title">${esc(title)}</span><span class="rl-legend-bar" style="background: linear-gradient(to right, ${o}, #fff, ${b})"></span>` +
     `<span class="rl-legend-ticks">${ticks.map((t) => `<span>${t}</span>`).join('')}</span><span class="rl-legend-note">${esc(meaning)}</span></div>`;
 }
+// a token's value printed under it (app.samples.VALUE_FORMATS)
+const VALUE = {advantage: (v) => (v >= 0 ? '+' : '') + v.toFixed(2), ratio: (v) => v.toFixed(3),
+               kl: (v) => v.toFixed(3), logp: (v) => v.toFixed(2)};
+function completion(s, q, key, sc) {
+  const vals = s[key] || [];
+  const spans = (s.tokens || []).map((t, i) => {
+    const v = vals[i], col = i < vals.length ? shade(score(q, v, sc)) : 'transparent';
+    return `<span class="rl-tok" tabindex="0" style="background:${col}" data-value="${finite(v) ? v : ''}" data-tip="${esc(tip(s, i))}">${esc(t)}<small>${finite(v) ? VALUE[q](v) : ''}</small></span>`;
+  }).join('');
+  const adv = s.advantage || 0, eos = s.eos === false ? '<span class="rl-badge rl-warn" title="no EOS: cut at max_new_tokens">cut</span>' : '';
+  return `<div class="rl-sample"><span class="rl-badge" title="reward">r ${g3(s.reward || 0)}</span>` +
+    `<span class="rl-badge" style="background:${shade(Math.max(-1, Math.min(1, adv)))}" title="mean advantage">Â ${adv >= 0 ? '+' : ''}${g3(adv)}</span>${eos}` +
+    `<span class="rl-toks">${spans}</span></div>`;
+}
+function group(g, q, key, sc) {  // app.samples._group: the prompt once, its completions' reward mean and std
+  const r = g.map((s) => s.reward || 0), mean = r.reduce((a, b) => a + b, 0) / r.length;
+  const std = r.length > 1 ? Math.sqrt(r.reduce((a, b) => a + (b - mean) ** 2, 0) / (r.length - 1)) : 0;
+  return `<div class="rl-group"><div class="rl-group-head"><span class="rl-prompt">${esc(g[0].prompt || '')}</span>` +
+    `<span class="rl-group-stats">${g.length} completions · reward mean ${g3(mean)}, std ${g3(std)}</span></div>` +
+    g.map((s) => completion(s, q, key, sc)).join('') + '</div>';
+}
 function drawSamples() {
   const box = $('samples');
   if (!D.samples.length) { box.innerHTML = '<div class="rl-samples rl-empty">This run logged no samples.</div>'; return; }
   const line = D.samples[Number($('step').value)], q = $('quantity').value, key = D.quantities[q][0];
   $('step-value').textContent = `${line.step} (${Number($('step').value) + 1} of ${D.samples.length} logged)`;
-  const sc = scale(q, line.samples);
-  const rows = line.samples.map((s) => {
-    const vals = s[key] || [];
-    const spans = (s.tokens || []).map((t, i) => {
-      const v = vals[i], col = i < vals.length ? shade(score(q, v, sc)) : 'transparent';
-      return `<span class="rl-tok" style="background:${col}" data-value="${finite(v) ? v : ''}" title="${esc(tip(s, i))}">${esc(t)}</span>`;
-    }).join('');
-    const adv = s.advantage || 0, eos = s.eos === false ? '<span class="rl-badge rl-warn" title="no EOS: cut at max_new_tokens">cut</span>' : '';
-    return `<div class="rl-sample"><span class="rl-badge" title="reward">r ${g3(s.reward || 0)}</span>` +
-      `<span class="rl-badge" style="background:${shade(Math.max(-1, Math.min(1, adv)))}" title="mean advantage">Â ${adv >= 0 ? '+' : ''}${g3(adv)}</span>${eos}` +
-      `<span class="rl-prompt">${esc(s.prompt || '')}</span>${spans}</div>`;
-  }).join('');
-  box.innerHTML = `<div class="rl-samples" data-step="${line.step}">${legend(q, sc)}<div class="rl-samples-head">Step ${line.step} · ${line.samples.length} samples</div>${rows}</div>`;
+  const sc = scale(q, line.samples), groups = [];
+  let at = 0;
+  for (const n of line.groups || [line.samples.length]) { groups.push(line.samples.slice(at, at + n)); at += n; }
+  const body = groups.map((g) => group(g, q, key, sc)).join('');
+  box.innerHTML = `<div class="rl-samples" data-step="${line.step}">${legend(q, sc)}<div class="rl-samples-head">Step ${line.step} · ${line.samples.length} completions · ${groups.length} groups · tap a token to pin its values</div>${body}</div>`;
 }
 for (const [q, [, title]] of Object.entries(D.quantities)) $('quantity').insertAdjacentHTML('beforeend', `<option value="${q}">${esc(title)}</option>`);
 $('step').max = String(Math.max(0, D.samples.length - 1)); $('step').value = $('step').max;

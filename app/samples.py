@@ -61,6 +61,12 @@ def shade(score: float) -> str:
     return f"rgba({r}, {g}, {b}, {abs(score) * 0.8:.2f})"
 
 
+def token_shade(score: float) -> str:
+    """`shade` as a short #rrggbbaa (a token's or badge's background: a page of them is sent with a tick)."""
+    r, g, b = BLUE if score >= 0 else ORANGE
+    return f"#{r:02x}{g:02x}{b:02x}{round(abs(score) * 0.8 * 255):02x}"
+
+
 def _tip(sample: dict[str, Any], i: int) -> str:
     parts = []
     names = (("adv", "Â"), ("ratio", "ρ"), ("kl", "KL"), ("logp", "log p"), ("ref_logp", "ref"))
@@ -133,14 +139,15 @@ def _completion(s: dict[str, Any], quantity: str, scale: float) -> str:
     values = (s.get(key) or [])[: len(tokens)]
     scores = token_scores(quantity, values, scale)
     fmt = VALUE_FORMATS[quantity]
-    spans = "".join(_token(s, i, str(t), shade(scores[i]) if i < len(scores) else "transparent",
+    spans = "".join(_token(s, i, str(t), token_shade(scores[i]) if i < len(scores) else "transparent",
                            values[i] if i < len(values) else None, fmt) for i, t in enumerate(tokens))
     eos = ("" if s.get("eos", True) else
            '<span class="rl-badge rl-warn" title="no EOS: cut at max_new_tokens">cut</span>')
     reward, adv = s.get("reward", 0.0), s.get("advantage", 0.0)
-    return (f'<div class="rl-sample"><span class="rl-badge" title="reward">r {reward:.3g}</span>'
-            f'<span class="rl-badge" style="background:{shade(max(-1.0, min(1.0, adv)))}"'
-            f' title="mean advantage">Â {adv:+.3g}</span>{eos}<span class="rl-toks">{spans}</span></div>')
+    # what r and Â are is said once, in the head (`samples_html`): a page repeats these badges 16 times a tick
+    return (f'<div class="rl-sample"><span class="rl-badge">r {reward:.3g}</span>'
+            f'<span class="rl-badge" style="background:{token_shade(max(-1.0, min(1.0, adv)))}">Â {adv:+.3g}'
+            f'</span>{eos}<span class="rl-toks">{spans}</span></div>')
 
 
 def _group(g: list[dict[str, Any]], quantity: str, scale: float) -> str:
@@ -168,8 +175,8 @@ def samples_html(samples: Sequence[dict[str, Any]], quantity: str = "advantage",
     where = (f" · groups {first}-{first + len(shown) - 1} of {n_groups} · page {page} of {len(book)}"
              if len(book) > 1 else f" · {n_groups} groups")
     step = samples[0].get("step", "")
-    head = (f'<div class="rl-samples-head">Step {step} · {len(samples)} completions{where} · '
-            'tap a token to pin its values</div>')
+    head = (f'<div class="rl-samples-head">Step {step} · {len(samples)} completions{where} · r: reward, '
+            'Â: mean advantage · tap a token to pin its values</div>')
     body = "".join(_group(g, quantity, scale) for g in shown)
     return (f'<div class="rl-samples" data-step="{step}" data-page="{page}" data-pages="{len(book)}">'
             f'{legend_html(quantity, scale)}{head}{body}</div>')

@@ -34,6 +34,32 @@ CSS = """
 #rl-live:has(.prose:empty), #rl-problems:has(.prose:empty), #rl-checks:has(.prose:empty) { display: none; }
 .rl-cite { color: var(--body-text-color-subdued); font-size: 12px; }
 """
+# The page's own <head> style sheet (`launch(head=...)`: Gradio scopes `launch(css=...)` under its container, which
+# breaks a media query's rule for the container itself). The samples beside the charts on a wide screen (a
+# 1920x1080 projector), under them elsewhere, as before; the charts keep their height (app/charts.py), so all nine
+# still fit under the transport bar.
+HEAD = """<style>
+#rl-view { gap: 12px; min-width: 0; }
+#rl-view > * { min-width: 0 !important; }
+@media (min-width: 1600px) {
+  body .gradio-container { max-width: none !important; }
+  #rl-view > #rl-view-charts { flex: 1 1 0 !important; }
+  #rl-view > #rl-view-samples { flex: 0 0 clamp(420px, 28vw, 560px) !important; }
+  #rl-samples-row { flex-direction: column; align-items: stretch !important; }
+  #rl-samples-row > * { min-width: 0 !important; }
+  #rl-view > #rl-view-samples { overflow-x: auto; }  /* presenter mode's larger samples scroll, not the page */
+}
+@media (max-width: 1599px) {
+  #rl-view { flex-direction: column; align-items: stretch !important; }
+  #rl-view > * { flex: 1 1 auto !important; width: 100%; }
+}
+/* a phone: the transport bar's eight buttons in two rows of four, each label on one line ("Room link" wrapped) */
+@media (max-width: 700px) {
+  #rl-transport { gap: 6px !important; }
+  #rl-transport > * { flex: 1 1 22% !important; min-width: 0 !important; }
+  #rl-transport button { min-width: 0 !important; padding: 6px 2px !important; font-size: 13px; white-space: nowrap; }
+}
+</style>"""
 # Keyboard shortcuts, as a video player's: space starts, pauses or resumes; s steps; d toggles dark mode.
 # Keys typed into a field are the field's. Run once by `launch(js=...)`.
 SHORTCUTS_JS = """

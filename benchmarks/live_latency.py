@@ -1,8 +1,9 @@
 """How long a live change (the learning rate typed mid-run) takes to reach the trainer, in a real browser.
 
 Serves the lab (worker process, as `rlhf-lab` does), opens it in headless Chromium, starts a small run and
-types a new learning rate several times (one `fill`, as a paste). For each edit it prints: edit -> the first step record trained with
-it is on disk (an upper bound: it includes that step), the server's own receipt -> applied delay
+types a new learning rate several times (one `fill`, as a paste). For each edit it prints: edit -> the page sent
+the live event's request, edit -> the first step record trained with it is on disk (an upper bound: it includes
+that step), the server's own receipt -> applied delay
 (`live/delay_s` in the record), and how many steps ran between the edit and the change.
 
     python benchmarks/live_latency.py [--edits 5] [--model tiny]
@@ -24,6 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 LAG = """() => new Promise(done => { let worst = 0, last = performance.now(), n = 0;
   const id = setInterval(() => { const now = performance.now(); worst = Math.max(worst, now - last - 100);
   last = now; if (++n === 50) { clearInterval(id); done(worst); } }, 100); })"""
+# When the learning-rate box got each input event, in epoch ms (as Python's time.time()): the edit as the page
+# sees it, after Playwright's own wait for the box to be ready (scrolled, stable: frames a busy page delays).
+INPUT_TIMES = """window.rlInputs = []; document.addEventListener('input', (e) => {
+  if (e.target.closest && e.target.closest('#ctl-optim-lr')) rlInputs.push(performance.timeOrigin + performance.now());
+}, true);"""
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync"]
 
@@ -50,6 +56,7 @@ def main() -> None:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.set_default_timeout(60_000)
+            page.add_init_script(INPUT_TIMES)
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_function("() => document.querySelectorAll('.rl-chart .main-svg').length >= 9")
 
@@ -69,9 +76,15 @@ def main() -> None:
             run_id = manager.runs()[-1]["run_id"]
             page.wait_for_timeout(2000)
             lags.append(f"running {page.evaluate(LAG):.0f} ms")
+            live_fn = next(i for i, f in demo.fns.items() if getattr(f.fn, "__name__", "") == "live")
+            sent: list[float] = []  # when the page sent the live event's request
+            page.on("request", lambda r: sent.append(time.time())
+                    if f'"fn_index":{live_fn},' in (r.post_data or "").replace(" ", "") else None)
             for i in range(args.edits):
                 lr = round(0.001 + 0.0001 * (i + 1), 6)
                 at = len(manager.store.metrics(run_id))
+                sent.clear()
+                page.evaluate("() => { rlInputs.length = 0; }")
                 t0 = time.time()
                 box = page.locator("#ctl-optim-lr input")
                 box.fill(str(lr))
@@ -80,27 +93,36 @@ def main() -> None:
                     recs = manager.store.metrics(run_id)
                     hit = next((r for r in recs[at:] if r.get("live", {}).get("lr") == lr), None)
                     if hit:
-                        rows.append((time.time() - t0, hit.get("live/delay_s"), hit["step"] - recs[at - 1]["step"],
-                                     hit.get("time/step_s")))
+                        now = time.time()
+                        typed = page.evaluate("() => rlInputs[0] || null")
+                        rows.append((now - t0, hit.get("live/delay_s"), hit["step"] - recs[at - 1]["step"],
+                                     hit.get("time/step_s"), sent[0] - t0 if sent else None,
+                                     now - typed / 1000 if typed else None))
                         break
-                    time.sleep(0.01)
+                    page.wait_for_timeout(10)  # (not time.sleep: Playwright delivers the request event while it waits)
                 else:
-                    rows.append((float("nan"), None, None, None))
+                    rows.append((float("nan"), None, None, None, None, None))
                 page.wait_for_timeout(1500)
             page.locator("#rl-stop").click()
             browser.close()
     finally:
         demo.close()
         manager.shutdown()
-    print("| edit | edit -> record on disk (s) | server receipt -> applied (s) | steps in between | step (s) |")
-    print("|---:|---:|---:|---:|---:|")
-    for i, (total, delay, steps, step_s) in enumerate(rows, 1):
-        print(f"| {i} | {total:.2f} | {delay if delay is not None else '-'} | {steps} | "
-              f"{step_s:.3f} |" if step_s else f"| {i} | {total:.2f} | - | - | - |")
+    print("| edit | fill -> request sent (s) | fill -> record on disk (s) | input event -> record on disk (s) "
+          "| server receipt -> applied (s) | steps in between | step (s) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for i, (total, delay, steps, step_s, out, typed) in enumerate(rows, 1):
+        out = f"{out:.2f}" if out is not None else "-"
+        typed = f"{typed:.2f}" if typed is not None else "-"
+        print(f"| {i} | {out} | {total:.2f} | {typed} | {delay if delay is not None else '-'} | {steps} | "
+              f"{step_s:.3f} |" if step_s else f"| {i} | {out} | {total:.2f} | {typed} | - | - | - |")
     print(f"\nworst main-thread delay in 5 s: {', '.join(lags)}")
     good = [r[0] for r in rows if r[0] == r[0]]
     if good:
-        print(f"\nmedian edit -> record: {statistics.median(good):.2f} s over {len(good)} edits")
+        print(f"\nmedian fill -> record: {statistics.median(good):.2f} s over {len(good)} edits")
+    typed = [r[5] for r in rows if r[5] is not None]
+    if typed:
+        print(f"median input event -> record: {statistics.median(typed):.2f} s")
 
 
 if __name__ == "__main__":

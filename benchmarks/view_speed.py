@@ -121,12 +121,15 @@ def main() -> None:
     load = os.getloadavg()
     print(f"load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
     print("| visit | page weight (KiB) | charts drawn (s) | preset pick done (s) | Start -> first point (s) "
-          "| ticks | tick bytes: median / max (KiB) |")
+          "| ticks | tick bytes: median / p90 / max (KiB) |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for i, (kib, drawn, picked, first, ticks) in enumerate(rows, 1):
         med = statistics.median(ticks) / 1024 if ticks else float("nan")
+        p90 = statistics.quantiles(ticks, n=10, method="inclusive")[-1] / 1024 if len(ticks) > 1 else float("nan")
         top = max(ticks) / 1024 if ticks else float("nan")
-        print(f"| {i} | {kib:.0f} | {drawn:.2f} | {picked:.2f} | {first:.2f} | {len(ticks)} | {med:.1f} / {top:.1f} |")
+        print(f"| {i} | {kib:.0f} | {drawn:.2f} | {picked:.2f} | {first:.2f} | {len(ticks)} | "
+              f"{med:.1f} / {p90:.1f} / {top:.1f} |")
+        print("   each tick (KiB):", " ".join(f"{t / 1024:.1f}" for t in ticks))
 
 
 if __name__ == "__main__":

@@ -30,8 +30,18 @@ def test_chart_delta_appends_only_new_points_and_resends_a_changed_chart():
     redone = chart_delta.chart_delta(fig([1, 2, 3], [0.1, 0.2, 0.3]), fig([1, 2, 4, 6], [0.1, 0.2, 0.35, 0.5]))
     assert redone == {"id": "reward", "traces": [0], "keep": [2], "x": [[4, 6]], "y": [[0.35, 0.5]]}
     before = fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4])
-    for changed in (fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], title="KL"),       # layout
-                    fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], mode="markers"),   # a trace's style
+    # a new layout (a live-change mark, other axis ticks) with grown traces: the layout and the new points only
+    relaid = chart_delta.chart_delta(before, fig([1, 2, 3, 4, 5], [0.1, 0.2, 0.3, 0.4, 0.5], title="KL"))
+    assert relaid == {"id": "reward", "traces": [0], "keep": [4], "x": [[5]], "y": [[0.5]],
+                      "layout": {"title": {"text": "KL"}}}  # the keys that changed
+    assert chart_delta.relayout({"title": 1, "shapes": [2]}, {"title": 3, "shapes": None}) == {"title": 3}
+    assert chart_delta.chart_delta(before, fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], title="KL"))["traces"] == []
+    # a trace's style (a line's second point turns its markers off): the keys that changed, and the new points
+    restyled = chart_delta.chart_delta(before, fig([1, 2, 3, 4, 5], [0.1, 0.2, 0.3, 0.4, 0.5], mode="markers"))
+    assert restyled == {"id": "reward", "traces": [0], "keep": [4], "x": [[5]], "y": [[0.5]],
+                        "style": [[0, {"mode": "markers"}]]}
+    two_traces = {**before, "data": before["data"] * 2}
+    for changed in (two_traces,                                                 # a trace added
                     fig([1, 3, 5, 7], [0.1, 0.3, 0.5, 0.7]),                   # most points moved (buckets doubled)
                     fig([1, 2, 3, 4], [0.15, 0.2, 0.3, 0.4])):                 # the first value changed
         assert chart_delta.chart_delta(before, changed) == {"full": changed}
@@ -39,6 +49,26 @@ def test_chart_delta_appends_only_new_points_and_resends_a_changed_chart():
     held, v = chart_delta.apply(held, v, chart_delta.delta_payload([fig([1], [0.1])], [fig([1, 2], [0.1, 0.2])],
                                                                    "a", "b"))
     assert (v, held["reward"]["data"][0]["x"]) == ("b", [1, 2])
+    held, v = chart_delta.apply(held, v, chart_delta.delta_payload([fig([1, 2], [0.1, 0.2])],
+                                                                   [fig([1, 2, 3], [0.1, 0.2, 0.3], "KL")], "b", "c"))
+    assert held["reward"] == fig([1, 2, 3], [0.1, 0.2, 0.3], "KL")
+    held, v = chart_delta.apply(held, v, chart_delta.delta_payload(
+        [fig([1, 2, 3], [0.1, 0.2, 0.3], "KL")], [fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], "KL", "markers")], "c", "d"))
+    assert held["reward"] == fig([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4], "KL", "markers")
+    # a raw line and its smoothed line gain the same steps: their x is sent once
+    pair = [{"id": "p", "layout": {}, "data": [{"uid": u, "x": xs, "y": [0.5] * len(xs)} for u in "rs"]}
+            for xs in ([1], [1, 2, 3])]
+    assert chart_delta.chart_delta(*pair)["x"] == [[2, 3], None]
+    assert chart_delta.apply(*chart_delta.apply({}, None, chart_delta.full_payload(pair[:1], "a")),
+                             chart_delta.delta_payload(pair[:1], pair[1:], "a", "b"))[0]["p"] == pair[1]
+    # whole charts carry only their own layout; what all share is sent once (`common`), and merged back
+    two = [{"id": i, "data": [], "layout": {"font": {"size": 13, "color": c}, "margin": {"l": 50}, "title": i}}
+           for i, c in (("a", "#111"), ("b", "#222"))]
+    spec = orjson.loads(chart_delta.full_payload(two, "v"))
+    assert spec["common"] == {"font": {"size": 13}, "margin": {"l": 50}}
+    assert [c["layout"] for c in spec["charts"]] == [{"font": {"color": "#111"}, "title": "a"},
+                                                     {"font": {"color": "#222"}, "title": "b"}]
+    assert list(chart_delta.apply({}, None, chart_delta.full_payload(two, "v"))[0].values()) == two
     with pytest.raises(LookupError):  # a gap: a delta from a version the client does not hold
         chart_delta.apply(held, "a", chart_delta.delta_payload([], [], "z", "c"))
 
@@ -81,7 +111,7 @@ def test_a_tick_during_a_run_sends_only_the_new_steps(tmp_path, default_records)
         if n >= 9:  # past the first steps (whose axes still change: whole-number ticks up to step 6)
             sizes.append(len(out[0]))
             assert spec["base"] is not None and spec["extend"], "an append, not the whole figures"
-            steps = {x for e in spec["extend"] for xs in e["x"] for x in xs}
+            steps = {x for e in spec["extend"] for xs in e["x"] if xs is not None for x in xs}
             assert steps == {r["step"] for r in records[n:n + 3]}, "only the new steps"
         # what the client holds is what a full payload draws now
         views = [figures.RunView(run_id, "", manager.store.metrics(run_id))]
@@ -116,7 +146,8 @@ def test_a_long_runs_downsampled_charts_grow_by_their_last_bucket():
 def test_a_followed_running_runs_samples_are_paced_and_the_last_ones_always_arrive(tmp_path, default_records,
                                                                                     monkeypatch):
     """While the tab follows a running run, the samples markup is re-sent at most every SAMPLES_EVERY seconds
-    (a tick a second carries it one tick in three); when the run ends, the last step's samples arrive at once."""
+    (a tick a second carries it one tick in three), never with every chart whole (the first tick: they follow on
+    the next), never when no step logged new samples; when the run ends, the last step's samples arrive at once."""
     import app.main as main
 
     now = [100.0]
@@ -127,17 +158,21 @@ def test_a_followed_running_runs_samples_are_paced_and_the_last_ones_always_arri
     manager.store.update_meta(run_id, state="running")
     view = next(f.fn for f in main.build_demo(manager).fns.values() if getattr(f.fn, "__name__", "") == "view")
     inputs = ["t", run_id, [], 0.6, "step", "advantage", True, 0]
-    sig, sent = {}, []
-    for n in range(0, 18, 3):  # a tick a second, three new steps each
+    sig, sent, whole = {}, [], []
+    for n in range(0, 21, 3):  # a tick a second, three new steps each
         for r in records[n:n + 3]:
-            manager.store.append(run_id, r, samples)
+            manager.store.append(run_id, r, samples if n < 15 else [])  # the last two ticks: no new samples
         time.sleep(0.6)  # tabs share a build younger than 0.5 s (app.lab.SharedBuilds)
         out = view(*inputs, sig)
         sig = out[6] if isinstance(out[6], dict) and "__type__" not in out[6] else sig  # else: unchanged (skip)
         sent.append(isinstance(out[3], str))
+        whole.append(bool(orjson.loads(out[0])["charts"]))
         now[0] += 1.0
-    assert sent == [True, False, False, True, False, False], sent
+    assert whole[0] and not any(whole[2:]), "every chart whole at first, then (a series' second point aside) deltas"
+    assert sent == [False, True, False, False, True, False, False], sent
+    manager.store.append(run_id, records[21], samples)  # the last step, a moment after samples were sent
     manager.store.update_meta(run_id, state="done")
+    time.sleep(0.6)
     out = view(*inputs, sig)
     assert isinstance(out[3], str), "the finished run's last samples are sent at once"
     sig = out[6] if isinstance(out[6], dict) and "__type__" not in out[6] else sig

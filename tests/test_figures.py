@@ -207,7 +207,8 @@ def test_token_colours_are_diverging_blue_orange():
 def test_samples_html_escapes_and_has_legend():
     out = samples.samples_html([SAMPLE], "advantage")
     assert "&lt;x&gt;" in out and "<x>" not in out
-    assert "rgba(37, 99, 235, 0.80)" in out and "rl-legend" in out and "Step 3" in out
+    assert samples.token_shade(1.0) == "#2563ebcc" and samples.token_shade(-0.5) == "#ea580c66"
+    assert "#2563ebcc" in out and "rl-legend" in out and "Step 3" in out  # the full-strength token
     assert "No samples yet" in samples.samples_html([], "kl")
     assert samples.samples_rows([SAMPLE]) == [["2 + 2 =", "4", 1.0, 0.5, "yes"]]
 

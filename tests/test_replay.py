@@ -3,7 +3,7 @@
 One real 4-step GRPO run on the tiny model feeds every test. The browser test opens the page from file:// in
 headless Chromium with every non-file request aborted, and checks what a reader does: the charts carry the
 run's values, smoothing 0 shows the raw values, the x axis switches to seconds, and the step slider (moved with
-the keyboard) shows an earlier step whose token values match samples.jsonl.
+the keyboard) shows an earlier step whose token values match samples.jsonl, grouped by prompt.
 """
 
 import json
@@ -142,7 +142,13 @@ def test_page_works_from_disk_with_the_network_off(page_file, run_dir):
             assert page.get_attribute("#samples .rl-samples", "data-step") == str(logged[0]["step"])
             token = page.locator("#samples .rl-tok").first
             assert float(token.get_attribute("data-value")) == pytest.approx(logged[0]["samples"][0]["adv"][0])
-            assert token.inner_text() == str(logged[0]["samples"][0]["tokens"][0])
+            assert token.inner_text().split("\n")[0] == str(logged[0]["samples"][0]["tokens"][0])
+            # grouped by prompt as the lab groups them: the prompt once per group, each token's value under it
+            first = logged[0]["samples"]
+            prompts = [s["prompt"] for i, s in enumerate(first) if i == 0 or s.get("group") != first[i - 1].get("group")]
+            assert page.locator("#samples .rl-group .rl-prompt").all_inner_texts() == prompts
+            assert page.locator("#samples .rl-group").count() == len(prompts) < len(first)
+            assert page.locator("#samples .rl-tok small").first.inner_text() == f"{first[0]['adv'][0]:+.2f}"
             page.select_option("#quantity", "logp")
             assert float(page.locator("#samples .rl-tok").first.get_attribute("data-value")) == \
                 pytest.approx(logged[0]["samples"][0]["logp"][0])

@@ -15,6 +15,8 @@ pytestmark = BROWSER_MARKS
 IN_VIEW = """(sel) => [...document.querySelectorAll(sel)].filter(e => { const r = e.getBoundingClientRect();
   return r.height > 0 && r.top >= 0 && r.bottom <= innerHeight && r.left >= 0 && r.right <= innerWidth; }).length"""
 
+BOX = "(sel) => document.querySelector(sel).getBoundingClientRect().toJSON()"
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
@@ -47,7 +49,8 @@ def open_page(browser, url: str, width: int, height: int):
 @pytest.mark.parametrize("width,height,charts", [(1280, 720, 4), (1920, 1080, 9), (390, 844, 1)])
 def test_one_screen_shows_the_transport_the_status_and_the_charts(served, browser, width, height, charts):
     """A projector (1280x720): transport bar, status and at least four charts without scrolling; a big screen:
-    all nine; a phone: Start and the status on the first screen, the logo square."""
+    all nine, and the samples beside them; a phone: Start and the status on the first screen, the logo square,
+    the transport bar in two rows with one-line labels."""
     url, _, _, going = served
     page = open_page(browser, f"{url}?run={going}", width, height)
     page.wait_for_function("() => /Running/.test(document.querySelector('#rl-status').innerText)")
@@ -58,6 +61,16 @@ def test_one_screen_shows_the_transport_the_status_and_the_charts(served, browse
     logo = page.evaluate("() => { const r = document.querySelector('.rl-logo').getBoundingClientRect(); "
                          "return [r.width, r.height]; }")
     assert logo[0] == logo[1], "the logo is not squashed"
+    # the samples beside the charts on a big screen (their top in view), under them on smaller ones
+    grid, panel = (page.evaluate(BOX, sel) for sel in ("#rl-charts", "#rl-view-samples"))
+    if width >= 1600:
+        assert panel["left"] >= grid["right"] and panel["top"] < height / 3 and panel["right"] <= width, (grid, panel)
+    else:
+        assert panel["top"] >= grid["bottom"] and panel["right"] <= width, (grid, panel)
+    # every transport button's label on one line ("Room link" wrapped on a phone), the bar within the screen
+    start, room = page.evaluate(BOX, "#rl-start"), page.evaluate(BOX, "#rl-room-btn")
+    assert room["height"] == start["height"] and room["right"] <= width, (start, room)
+    assert page.evaluate(BOX, "#rl-transport")["bottom"] - start["top"] < 2.5 * start["height"], "two rows at most"
     assert page.errors == []
     page.close()
 
