@@ -341,7 +341,7 @@ def length_bias_probe(lesson, arm, seed) -> list[dict[str, float]]:
     trainer = _trained(lesson, arm, seed)
     if trainer.task.pass_reward is None or trainer.critic is not None:
         raise ValueError(f"lesson '{lesson.name}': the length_bias probe needs a task with right and wrong answers "
-                         f"(pass_reward set: rollout.task = \"chain\" or \"arithmetic\") and no critic; "
+                         f"(pass_reward set: rollout.task = \"chain\" with model.policy = \"tiny-chain\") and no critic; "
                          f"'{lesson.preset}' has {'a critic' if trainer.critic is not None else 'no pass mark'}.")
     params = [p for group in trainer.opt.param_groups for p in group["params"]]
     weights = [p.detach().clone() for p in params]
