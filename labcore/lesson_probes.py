@@ -327,6 +327,12 @@ def long_short_ratio(values: torch.Tensor, long: torch.Tensor, short: torch.Tens
     return float(a.mean() / b.mean())
 
 
+def objective_push(trainer, old, adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """token_push of the trainer's own policy objective (its config's loss, aggregation and KL term) at the old
+    log-probs, i.e. at the weights the batch was sampled with. Shape: adv (B, T), mask (B, T) -> (B, T)."""
+    return token_push(lambda x: trainer.policy_objective({"logp": x}, old, adv, mask, None)[0], old.logp)
+
+
 def length_bias_probe(lesson, arm, seed) -> list[dict[str, float]]:
     """GRPO's aggregation (each completion's token mean: 1/|o_i|) against Dr. GRPO's (one constant normaliser), on
     the same batches at the same weights and with the same advantages (the trainer's own, under the lesson's
@@ -341,7 +347,7 @@ def length_bias_probe(lesson, arm, seed) -> list[dict[str, float]]:
     trainer = _trained(lesson, arm, seed)
     if trainer.task.pass_reward is None or trainer.critic is not None:
         raise ValueError(f"lesson '{lesson.name}': the length_bias probe needs a task with right and wrong answers "
-                         f"(pass_reward set: rollout.task = \"chain\" with model.policy = \"tiny-chain\") and no critic; "
+                         f"(pass_reward set: rollout.task = \"chain\", model.policy = \"tiny-chain\") and no critic; "
                          f"'{lesson.preset}' has {'a critic' if trainer.critic is not None else 'no pass mark'}.")
     params = [p for group in trainer.opt.param_groups for p in group["params"]]
     weights = [p.detach().clone() for p in params]
@@ -369,8 +375,7 @@ def length_bias_probe(lesson, arm, seed) -> list[dict[str, float]]:
         for name, agg in LENGTH_NORMS.items():
             trainer.cfg = apply(saved, {"algorithm.aggregation": agg})
             try:
-                push = token_push(lambda x: trainer.policy_objective({"logp": x}, old, adv, mask, None)[0],
-                                  old.logp)                                               # (B, T)
+                push = objective_push(trainer, old, adv, mask)                            # (B, T)
                 trainer.gradient_update(batch, old, adv, None, mask, None)
                 trainer.mode(train=False)
                 after = trainer.logprobs(batch, grad=False)["logp"]                       # (B, T)
