@@ -16,6 +16,9 @@ config. Each probe returns one record of named numbers (averaged over the batche
   preset's update (its epochs, so the clip acts) runs once with the upper clip at 0.2 and once at 0.28; the probe
   reports how much the low-probability tokens with a positive advantage grew, the entropy after the update, and
   the old probability of the tokens clipped at the top. (No lesson ships it yet: presets/lessons/unshipped.)
+- `length_bias`: GRPO's per-completion 1/|o_i| against Dr. GRPO's constant normaliser (Dr. GRPO section 3.1):
+  the exact gradient of the trainer's policy objective w.r.t. each token's log-prob, long wrong answers against
+  short ones, and the log-prob drop after one optimiser step with each.
 - `difficulty`: GRPO's division by the group's reward std against none (Dr. GRPO, Liu et al. 2025, section 3.1):
   how the weight of a prompt in the update, sum_i |A_i| over its group, depends on its pass rate p.
 
@@ -279,3 +282,114 @@ def difficulty_probe(lesson, arm, seed) -> list[dict[str, float]]:
         row[f"share/flat/{scale}"] = float(w[flat].sum() / w.sum()) if float(w.sum()) > 0 else 0.0
     row["lift"] = row["weight_ratio/group_std"] / row["weight_ratio/none"]
     return [row]
+
+
+# ------------------------------------------------------------------------------ length bias of 1/|o_i|
+
+LENGTH_NORMS = {"grpo": "seq_mean_token_mean",          # GRPO: each completion's token mean, 1/|o_i|
+                "dr_grpo": "seq_mean_token_sum_norm"}   # Dr. GRPO: one constant, 1/(B * max_new_tokens)
+
+
+def token_push(objective, logp: torch.Tensor) -> torch.Tensor:
+    """How hard a loss pushes each token: -d objective / d logp_t, by autograd through `objective` (a function of
+    the (B, T) log-probs that returns the scalar loss). A token of a completion with A < 0 gets a negative push
+    (its log-prob is lowered). Shape: logp (B, T) -> (B, T)."""
+    x = logp.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(objective(x), x)
+    return -grad.detach()
+
+
+def push_per_unit_advantage(push: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each completion's mean per-token push divided by its advantage: the weight one of its tokens gets per unit
+    of advantage (1/(G |o_i|) under GRPO's aggregation, 1/(G T_max) under Dr. GRPO's). nan for a completion with
+    no token or a zero advantage. Shape: push (B, T), adv (B,), mask (B, T) -> (B,)."""
+    n = mask.sum(1)                                                                     # (B,)
+    per_token = (push * mask).sum(1) / n.clamp(min=1)                                   # (B,)
+    ok = (n > 0) & (adv != 0)
+    return torch.where(ok, per_token / torch.where(ok, adv, torch.ones_like(adv)), torch.full_like(adv, float("nan")))
+
+
+def long_short_split(lengths: torch.Tensor, wrong: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The wrong completions split at the median of the wrong ones' lengths: (long, short) boolean masks, long
+    being strictly above the median (both empty-safe). Shape: lengths (B,), wrong (B,) bool -> (B,), (B,)."""
+    if not wrong.any():
+        return wrong.clone(), wrong.clone()
+    median = lengths[wrong].float().median()
+    return wrong & (lengths.float() > median), wrong & (lengths.float() <= median)
+
+
+def long_short_ratio(values: torch.Tensor, long: torch.Tensor, short: torch.Tensor) -> float:
+    """mean(values[long]) / mean(values[short]), ignoring nan; nan when either side is empty or the short side's
+    mean is 0. Shape: (B,), (B,) bool, (B,) bool -> float."""
+    a, b = values[long & ~values.isnan()], values[short & ~values.isnan()]
+    if not a.numel() or not b.numel() or float(b.mean()) == 0.0:
+        return float("nan")
+    return float(a.mean() / b.mean())
+
+
+def objective_push(trainer, old, adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """token_push of the trainer's own policy objective (its config's loss, aggregation and KL term) at the old
+    log-probs, i.e. at the weights the batch was sampled with. Shape: adv (B, T), mask (B, T) -> (B, T)."""
+    return token_push(lambda x: trainer.policy_objective({"logp": x}, old, adv, mask, None)[0], old.logp)
+
+
+def length_bias_probe(lesson, arm, seed) -> list[dict[str, float]]:
+    """GRPO's aggregation (each completion's token mean: 1/|o_i|) against Dr. GRPO's (one constant normaliser), on
+    the same batches at the same weights and with the same advantages (the trainer's own, under the lesson's
+    preset). Per aggregation `<name>` in LENGTH_NORMS, over the wrong completions (reward below the task's
+    pass_reward) split at each batch's median wrong length and pooled over the batches:
+    `push/<name>` = mean per-token push per unit of advantage of the long ones / that of the short ones (the exact
+    gradient of the trainer's policy objective w.r.t. each token's log-prob: 1 means equal per token);
+    `raw/<name>` the same without dividing by the advantage; and, from one optimiser step on the batch from the same
+    weights and Adam state, `drop/<name>` = the long ones' mean per-token log-prob drop / the short ones', and
+    `drop/relative` = drop/grpo / drop/dr_grpo. Also `len/long`, `len/short` (mean lengths) and `wrong/frac`.
+    The weights and Adam state are put back after each step, as in clip_growth_probe."""
+    trainer = _trained(lesson, arm, seed)
+    if trainer.task.pass_reward is None or trainer.critic is not None:
+        raise ValueError(f"lesson '{lesson.name}': the length_bias probe needs a task with right and wrong answers "
+                         f"(pass_reward set: rollout.task = \"chain\", model.policy = \"tiny-chain\") and no critic; "
+                         f"'{lesson.preset}' has {'a critic' if trainer.critic is not None else 'no pass mark'}.")
+    params = [p for group in trainer.opt.param_groups for p in group["params"]]
+    weights = [p.detach().clone() for p in params]
+    opt_state = copy.deepcopy(trainer.opt.state_dict())
+    saved = trainer.cfg
+    pools: dict[str, list[torch.Tensor]] = {"long": [], "short": [], "len": [], "wrong": []}
+    per = {f"{kind}/{name}": [] for kind in ("push", "raw", "drop") for name in LENGTH_NORMS}
+
+    def restore() -> None:
+        with torch.no_grad():
+            for p, w in zip(params, weights):
+                p.copy_(w)
+        trainer.opt.load_state_dict(copy.deepcopy(opt_state))
+
+    for _ in range(lesson.probe_batches):
+        b = probe_batch(trainer)
+        batch, old, mask = b["batch"], b["old"], b["batch"].mask
+        adv = advantages_as(trainer, {}, b)                                               # (B, T)
+        seq_adv = sequence_advantages(adv, mask)                                          # (B,)
+        lengths = mask.sum(1)                                                             # (B,)
+        wrong = (b["r"] < trainer.task.pass_reward) & (lengths > 0)
+        long, short = long_short_split(lengths, wrong)
+        pools["long"].append(long), pools["short"].append(short)
+        pools["len"].append(lengths), pools["wrong"].append(wrong)
+        for name, agg in LENGTH_NORMS.items():
+            trainer.cfg = apply(saved, {"algorithm.aggregation": agg})
+            try:
+                push = objective_push(trainer, old, adv, mask)                            # (B, T)
+                trainer.gradient_update(batch, old, adv, None, mask, None)
+                trainer.mode(train=False)
+                after = trainer.logprobs(batch, grad=False)["logp"]                       # (B, T)
+            finally:
+                trainer.cfg = saved
+                restore()
+            per[f"push/{name}"].append(push_per_unit_advantage(push, seq_adv, mask))
+            per[f"raw/{name}"].append((push * mask).sum(1).abs() / lengths.clamp(min=1))
+            per[f"drop/{name}"].append(((old.logp - after) * mask).sum(1) / lengths.clamp(min=1))
+    long, short = torch.cat(pools["long"]), torch.cat(pools["short"])
+    lengths, wrong = torch.cat(pools["len"]).float(), torch.cat(pools["wrong"])
+    row = {key: long_short_ratio(torch.cat(vals).double(), long, short) for key, vals in per.items()}
+    row["len/long"] = float(lengths[long].mean()) if long.any() else float("nan")
+    row["len/short"] = float(lengths[short].mean()) if short.any() else float("nan")
+    row["wrong/frac"] = float(wrong.double().mean())
+    row["drop/relative"] = row["drop/grpo"] / row["drop/dr_grpo"]  # < 1: GRPO's step spares the long ones more
+    return [{"step": lesson.steps, **row}]

@@ -33,8 +33,8 @@ Over n seeds, with mean m and standard error s = sd / sqrt(n), a claim holds whe
 
 (z = 2 unless the claim says otherwise). A probe lesson has one arm, named "probe", whose "metrics" are the
 values the probe returns (PROBES: the paired gradient variance of baselines, labcore.variance; the KL placements'
-and the credit estimators' token advantages, the std scaling's weight per prompt, and the upper clip's effect on
-one batch's update, labcore.lesson_probes). Left out: lessons whose phenomenon does not reproduce in the tiny world
+and the credit estimators' token advantages, the std scaling's weight per prompt, the length normaliser's push
+per token, and the upper clip's effect on one batch's update, labcore.lesson_probes). Left out: lessons whose phenomenon does not reproduce in the tiny world
 (they wait in presets/lessons/unshipped/ with their measurements).
 """
 
@@ -411,12 +411,19 @@ def _difficulty_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, flo
     return difficulty_probe(lesson, arm, seed)
 
 
+def _length_bias_probe(lesson: Lesson, arm: Arm, seed: int) -> list[dict[str, float]]:
+    from labcore.lesson_probes import length_bias_probe
+
+    return length_bias_probe(lesson, arm, seed)
+
+
 PROBES: dict[str, Callable[[Lesson, Arm, int], list[dict[str, float]]]] = {
     "grad_variance": _grad_variance_probe,
     "kl_placement": _kl_placement_probe,      # labcore.lesson_probes: per-token vs per-sequence KL, same batch
     "credit_spread": _credit_spread_probe,    # labcore.lesson_probes: RLOO vs GAE advantages, same batch
     "clip_growth": _clip_growth_probe,        # labcore.lesson_probes: clip 0.2 vs 0.28 from the same weights
     "difficulty": _difficulty_probe,          # labcore.lesson_probes: group-std vs no scaling, weight by pass rate
+    "length_bias": _length_bias_probe,        # labcore.lesson_probes: 1/|o_i| vs a constant normaliser, same batch
 }
 
 
