@@ -52,7 +52,8 @@ def run(args: argparse.Namespace, seed: int) -> float:
     t0 = time.perf_counter()
     cfg = apply(load_preset(args.preset), {"run.grad_variance": False, "kl.coef": 0.0, "kl.placement": "none",
                                            "optim.lr": args.lr, "run.seed": seed,
-                                           "run.steps": args.sharpen + args.steps, "algorithm.clip_high": 0.2})
+                                           "run.steps": args.sharpen + args.steps, "algorithm.clip_high": 0.2,
+                                           **({"model.policy": args.model} if args.model else {})})
     trainer = Trainer(cfg)
     sharp = [trainer.train_step().metrics for _ in range(args.sharpen)]
     if sharp:
@@ -82,7 +83,11 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--minibatches", type=int, default=4)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--model", default="", help="model.policy (default: the preset's)")
+    ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     gains = [run(args, seed) for seed in args.seeds]
     print("gains " + ", ".join(f"{g:+.3f}" for g in gains) + f"; {sum(g > 0 for g in gains)}/{len(gains)} positive")
 
