@@ -19,6 +19,11 @@ def test_a_live_change_is_marked_and_drawn(tmp_path):
             box.press("Tab")
         page.locator("#rl-start").click()
         page.wait_for_function("() => /Running/.test(document.querySelector('#rl-status').innerText)")
+        # a few steps drawn at the old lr first: a live change reaches the trainer in well under a second, so typed
+        # before the first record it would take effect at step 1 and leave no old value to step from
+        page.wait_for_function("() => { const gd = document.getElementById('rl-chart-loss');"
+                               " const t = gd && gd.data && gd.data.find(t => t.name === 'lr');"
+                               " return !!t && t.x.length >= 3; }")
         lr = page.locator("#ctl-optim-lr input")
         lr.fill("0.0007")
         lr.press("Tab")
