@@ -162,6 +162,17 @@ def test_ppo_one_pass_is_reinforce_checked_end_to_end():
     assert all(len(res.records[s]["ppo_clip"]) == lesson.steps for s in res.seeds)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["clip_fraction", "std_difficulty", "length_bias_probe"])
+def test_the_cheapest_lessons_hold_in_ci(name):
+    """The lessons that fit CI's time (about 10 s each for their seeds on 2 cores) are checked as `rlhf-lab lesson
+    check` checks them, over the lesson's own seeds; the rest are run by benchmarks/lessons.py and reported."""
+    lesson = L.load_lesson(name)
+    res = L.check(lesson)
+    assert res.holds, [(v.claim.text, v.effects) for v in res.verdicts]
+    assert len(res.seeds) == lesson.seeds >= 3
+
+
 def test_a_claim_that_does_not_hold_fails_the_check(lesson_dir, capsys):
     """Both arms one pass, so both clip fractions are exactly 0: 'a clips more than b' must fail (exit 1) and
     'a and b are equal' must hold (exit 0)."""
