@@ -19,6 +19,7 @@ KEPT = {
     "torch": "only the 2.13.0 CPU build is installable here",
     "gradio": "the lane runs labcore's tests, not the UI's",
     "plotly": "the lane runs labcore's tests, not the UI's",
+    "starlette": "the lane runs labcore's tests, not the UI's (gradio 6.0 itself asks for starlette >= 0.40)",
     "tqdm": "a progress bar",
     "tomli": "Python < 3.11 only",
 }
