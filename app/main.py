@@ -303,10 +303,7 @@ def build_demo(manager: RunManager, shared: bool = False, tick_budget: float = 1
                 out[samples_view] = shown_html
                 out[samples_table] = table
                 if steps:
-                    span = {"minimum": min(steps[0], steps[-1] - 1), "maximum": steps[-1]}
-                    if follow_latest:
-                        span["value"] = steps[-1]
-                    out[sample_step] = gr.update(**span)
+                    out[sample_step] = gr.update(**samples.step_range(steps, follow_latest))
                 new["samples"] = samples_sig
             if new.get("fast"):  # just started: back to the normal pace once the first point is drawn
                 new["fast"] = 0 if any(chart_sig[2]) else new["fast"] - 1

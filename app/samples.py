@@ -98,6 +98,16 @@ VALUE_FORMATS = {"advantage": "{:+.2f}", "ratio": "{:.3f}", "kl": "{:.3f}", "log
 PER_PAGE = 16  # completions on a page of the samples view (whole groups, at least one)
 
 
+def step_range(steps: Sequence[int], follow: bool) -> dict[str, int]:
+    """The samples' step slider for the logged `steps`: 0 .. the last step, on it when following. The minimum stays
+    0, the value an empty slider holds: a tick already in flight with 0 would otherwise fall below a raised minimum
+    and Gradio would refuse the whole tick (a 500 seen in CI once the first samples came at step 2)."""
+    span = {"minimum": 0, "maximum": max(1, steps[-1])}
+    if follow:
+        span["value"] = steps[-1]
+    return span
+
+
 def groups(samples: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """The completions grouped as the step sampled them: by their `group` (prompt index in the batch), or, for
     records without one, by runs of the same prompt. A group is what GRPO and RLOO compare."""

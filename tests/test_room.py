@@ -354,3 +354,20 @@ def test_picking_the_chain_task_moves_a_built_in_model_along_and_the_config_is_v
             assert validate(cfg) == [], (task, policy)
     mismatch = validate(apply(build("grpo"), {"rollout.task": "chain", "model.policy": "tiny"}))
     assert any("tiny-chain" in p for p in mismatch), mismatch  # what the dropdown now prevents
+
+
+
+def test_the_samples_step_slider_never_raises_its_minimum_above_an_empty_sliders_value():
+    """A tick in flight carries the slider's old value (0) after the server moved its range: Gradio refuses a value
+    below the minimum ('Value 0 is less than minimum value 1', a 500 seen in CI), so the range always keeps 0."""
+    import gradio as gr
+
+    from app import samples
+
+    for steps in ([1], [2], [2, 3], [5, 9, 40]):
+        span = samples.step_range(steps, follow=True)
+        assert span["minimum"] == 0 and span["maximum"] == steps[-1] and span["value"] == steps[-1]
+        assert "value" not in samples.step_range(steps, follow=False)
+        slider = gr.Slider(0, 1, value=0, step=1)
+        slider.minimum, slider.maximum = span["minimum"], span["maximum"]
+        assert slider.preprocess(0) == 0  # the in-flight value is accepted
