@@ -99,13 +99,8 @@ def train_chain_policy(tokenizer, rng: random.Random, steps: int, batch_size: in
     losses: list[float] = []
     model.train()
     for step in (bar := tqdm(range(steps), desc="chain policy", disable=not progress)):
-        for group in opt.param_groups:
-            group["lr"] = PT._lr(step, steps, peak, warmup=min(100, steps // 10 + 1))
         loss = _loss(model, _batch(rng, vocab, batch_size))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        PT.update(model, opt, loss, PT._lr(step, steps, peak, warmup=min(100, steps // 10 + 1)))
         losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")

@@ -155,6 +155,16 @@ def _lr(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))))
 
 
+def update(model, opt, loss: torch.Tensor, lr: float) -> None:
+    """One optimiser step of a pretraining loop: the scheduled `lr`, backward, gradients clipped to norm 1."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def _policy_batch(rng: random.Random, vocab: dict, task: str, size: int) -> dict[str, torch.Tensor]:
     """One task's ``<bos> prompt completion <eos>`` rows, right-padded, labels only on completion + EOS.
 
@@ -214,14 +224,9 @@ def train_policy(tokenizer, rng: random.Random, steps: int, batch_size: int = 64
     losses: dict[str, list[float]] = {name: [] for name in TASK_MIX}
     model.train()
     for step in (bar := tqdm(range(steps), desc="policy", disable=not progress)):
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, steps, peak, warmup=min(100, steps // 10 + 1))
         task = rng.choices(list(TASK_MIX), weights=list(TASK_MIX.values()))[0]
         loss = _lm_loss(model, _policy_batch(rng, vocab, task, batch_size))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        update(model, opt, loss, _lr(step, steps, peak, warmup=min(100, steps // 10 + 1)))
         losses[task].append(loss.item())
         if step % 20 == 0:
             bar.set_postfix({k: f"{sum(v[-20:]) / max(1, len(v[-20:])):.3f}" for k, v in losses.items()})
@@ -254,17 +259,12 @@ def train_reward_model(tokenizer, rng: random.Random, steps: int, batch_size: in
     losses = []
     model.train()
     for step in (bar := tqdm(range(steps), desc="reward model", disable=not progress)):
-        for group in opt.param_groups:
-            group["lr"] = _lr(step, steps, 3e-3, warmup=min(50, steps // 10 + 1))
         pairs = sentiment_pairs(rng, batch_size)
         r = model(**_encode(tokenizer, [c for c, _ in pairs] + [r for _, r in pairs])).logits[:, 0]  # (2B,)
         r_chosen, r_rejected = r[:batch_size], r[batch_size:]
         # Bradley-Terry, plus a small pull to 0 so the scale stays near the true sentiment's.
         loss = -F.logsigmoid(r_chosen - r_rejected).mean() + 1e-3 * (r ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        update(model, opt, loss, _lr(step, steps, 3e-3, warmup=min(50, steps // 10 + 1)))
         losses.append(loss.item())
         if step % 20 == 0:
             bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}")
