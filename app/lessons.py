@@ -40,8 +40,14 @@ def claim_numbers(lesson: L.Lesson, v: L.Verdict, records: dict[str, list[dict]]
     c = v.claim
     arms = {a.name: a.label for a in lesson.arms}
     parts = []
+    if c.band:  # both arms over their own steps inside the band of the matched metric
+        for name in (c.arm, c.against):
+            mean, n = L.band_mean(records[name], c.metric, c.match, c.band, c.window)
+            parts.append(f"{arms[name]}: {mean:.4g} over its {n} step(s) with {c.band[0]:g} <= `{c.match}` <= "
+                         f"{c.band[1]:g}" + (f" (fewer than {L.BAND_MIN_STEPS}: no comparison)"
+                                             if n < L.BAND_MIN_STEPS else ""))
     for name in (c.arm, None if c.match else c.against):
-        if name:
+        if name and not c.band:
             try:
                 parts.append(f"{arms[name]}: {L.window_mean(records[name], c.metric, c.window):.4g}")
             except L.LessonError:
@@ -54,7 +60,7 @@ def claim_numbers(lesson: L.Lesson, v: L.Verdict, records: dict[str, list[dict]]
                      f"{L.window_mean(records[c.arm], c.metric, c.since):.4g}")
     if c.target is not None:
         parts.append(f"target: {c.target:g}")
-    if c.match:
+    if c.match and not c.band:
         try:
             where = L.compared_window(c, records)
         except L.LessonError:

@@ -9,7 +9,7 @@ A lesson is a TOML file in `presets/lessons/` (adding one needs no code):
     [set]  "run.grad_variance" = false  overrides shared by every arm
     [arms.<name>]  label, set = {...}   the arms; where a lesson compares, they are one knob apart
     probe = "grad_variance"             instead of training arms: a named measurement (PROBES below)
-    [[claims]]  text, metric, arm, against, window, direction, threshold, z, since, scale, target, match
+    [[claims]]  text, metric, arm, against, window, direction, threshold, z, since, scale, target, match, band
     explanation, formula, source, figure, follow_up
 
 A claim's effect in one seed is `metric` averaged over the steps in `window` (1-based, inclusive) in arm `arm`,
@@ -24,6 +24,10 @@ effect is paired. Two more comparisons:
   `against` whose `match` averaged over steps t-w+1..t reaches m* (>= m*), the effect compares the arm's `metric`
   over `window` with `against`'s `metric` over steps t-w+1..t. Only upward: a falling `match` metric is not matched. If `against` never reaches m*, the effect is nan
   and the claim fails (a KL penalty that was never passed is not a matched comparison).
+- `match` with `band = [lo, hi]`: in a band of the matched metric, for "gold against KL": each arm's `metric`
+  averaged over its steps in `window` whose own `match` lies in lo <= x <= hi, arm minus `against`. An arm with
+  fewer than BAND_MIN_STEPS such steps gives nan, and the claim fails (a band one arm barely visited is no
+  comparison).
 
 Over n seeds, with mean m and standard error s = sd / sqrt(n), a claim holds when
 
@@ -65,7 +69,8 @@ REQUIRED = ("title", "question", "choices", "answer", "preset", "claims", "expla
 OPTIONAL = ("order", "steps", "seeds", "set", "arms", "probe", "probe_batches", "formula", "figure", "follow_up",
             "charts")
 CLAIM_KEYS = ("text", "metric", "arm", "against", "window", "since", "direction", "threshold", "z", "scale",
-              "target", "match")
+              "target", "match", "band")
+BAND_MIN_STEPS = 5  # a `band` claim needs at least this many steps of each arm in the band
 SCALES = ("linear", "log10")
 _MISPLACED = ("TOML puts every key that follows a [table] header into that table: move the lesson's own keys "
               "(explanation, source, ...) above the first [set], [arms.*] or [[claims]] header.")
@@ -100,6 +105,7 @@ class Claim:
     scale: str = "linear"                  # "log10": the effect is log10(a / b), for effects that multiply
     target: float | None = None            # compare with this fixed number instead of an arm
     match: str | None = None               # compare with `against` where its `match` metric first reached ours
+    band: tuple[float, float] | None = None  # with match: both arms' steps whose `match` lies in [lo, hi]
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,17 @@ def _parse(name: str, data: dict[str, Any]) -> Lesson:
             elif against is None or target is not None:
                 p.append(f"{cw}: match = {match!r} needs against = <arm> (the arm whose earlier steps are matched) "
                          "and no target.")
+        band = c.get("band")
+        if band is not None:
+            if not (isinstance(band, list) and len(band) == 2
+                    and all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in band)
+                    and band[0] < band[1]):
+                p.append(f"{cw}: band = {band!r} must be [lo, hi], two numbers with lo < hi (the range of the "
+                         "`match` metric whose steps are compared), e.g. band = [1.0, 4.0].")
+                band = None
+            elif match is None:
+                p.append(f"{cw}: band = {band!r} needs match = <metric> and against = <arm> (the metric whose "
+                         "band is read, in both arms).")
         scale = c.get("scale", "linear")
         if scale not in SCALES:
             p.append(f"{cw}: scale = {scale!r}; choose linear (a - b) or log10 (log10(a / b), for ratios).")
@@ -244,7 +261,8 @@ def _parse(name: str, data: dict[str, Any]) -> Lesson:
             p.append(f"{cw}: an 'equal' claim needs threshold >= 0 (the largest difference allowed).")
         claims.append(Claim(str(c["text"]), str(c["metric"]), arm, against, (window[0], window[1]),
                             str(c["direction"]), float(threshold), float(z), tuple(since) if since else None, scale,
-                            float(target) if target is not None else None, match))
+                            float(target) if target is not None else None, match,
+                            (float(band[0]), float(band[1])) if band is not None else None))
     seeds = data.get("seeds", 3)
     if not isinstance(seeds, int) or seeds < 1:
         p.append(f"{where}: seeds = {seeds!r} must be a whole number >= 1 (3 or more for a check).")
@@ -345,6 +363,15 @@ def matched_window(rows: list[dict[str, float]], match: str, value: float, width
     return None
 
 
+def band_mean(rows: list[dict[str, float]], metric: str, match: str, band: tuple[float, float],
+              window: tuple[int, int]) -> tuple[float, int]:
+    """Mean of `metric` over the steps in `window` whose `match` lies in band[0] <= x <= band[1], and how many
+    steps that was (nan, 0 when none)."""
+    vals = [r[metric] for r in rows if window[0] <= r["step"] <= window[1] and metric in r and match in r
+            and band[0] <= r[match] <= band[1]]
+    return (statistics.fmean(vals) if vals else float("nan")), len(vals)
+
+
 def compared_window(claim: Claim, records: dict[str, list[dict[str, float]]]) -> tuple[int, int] | None:
     """The steps of `claim.against` a matched claim compares with (see the module docstring); None if never."""
     width = claim.window[1] - claim.window[0] + 1
@@ -359,6 +386,11 @@ def effect(claim: Claim, records: dict[str, list[dict[str, float]]]) -> float:
         b = claim.target
     elif claim.since:
         b = window_mean(records[claim.arm], claim.metric, claim.since)
+    elif claim.match and claim.band:
+        a, n_a = band_mean(records[claim.arm], claim.metric, claim.match, claim.band, claim.window)
+        b, n_b = band_mean(records[claim.against], claim.metric, claim.match, claim.band, claim.window)
+        if min(n_a, n_b) < BAND_MIN_STEPS:
+            return float("nan")
     elif claim.match:
         where = compared_window(claim, records)
         if where is None:

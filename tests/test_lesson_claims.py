@@ -145,3 +145,58 @@ def test_a_trained_lessons_chart_draws_its_target_on_the_claims_axis():
     lines = [(s.y0, s.yref) for s in shapes if s.type == "line"]
     assert (0.2, "y") in lines, lines
     assert sum(s.type == "rect" for s in shapes) == len(lesson.claims)
+
+
+def _banded(band=(1.0, 4.0), threshold=0.2):
+    return L.Claim("c", "gold", "pen", "free", (1, 8), "equal", threshold, z=0.0, match="kl", band=band)
+
+
+def test_a_banded_claim_compares_both_arms_over_their_steps_inside_the_kl_band():
+    """Gold against KL in the band 1 <= KL <= 4. The penalised arm's steps 3-7 lie in it, gold 0.2 0.4 0.4 0.4 0.6
+    (mean 0.4); the free arm races through, but its steps 2-6 are in it too, gold 0.5 0.3 0.4 0.4 0.4 (mean 0.4):
+    the same curve, effect 0. The same free arm with its in-band gold 0.3 lower is measured so, and fails."""
+    pen = _rows(kl=[0.1, 0.5, 1.0, 1.5, 2.0, 2.0, 3.0, 0.8], gold=[0.0, 0.1, 0.2, 0.4, 0.4, 0.4, 0.6, 0.3])
+    free = _rows(kl=[0.2, 1.0, 2.0, 3.0, 3.5, 4.0, 9.0, 20.0], gold=[0.0, 0.5, 0.3, 0.4, 0.4, 0.4, -1.0, -3.0])
+    records = {"pen": pen, "free": free}
+    assert L.band_mean(pen, "gold", "kl", (1.0, 4.0), (1, 8)) == (pytest.approx(0.4), 5)
+    assert L.effect(_banded(), records) == pytest.approx(0.0)
+    assert L.judge(_banded(), [0.0, 0.05, -0.05]).holds
+    worse = {"pen": pen, "free": [{**r, "gold": r["gold"] - 0.3} if 1.0 <= r["kl"] <= 4.0 else r for r in free]}
+    assert L.effect(_banded(), worse) == pytest.approx(0.3)
+    assert not L.judge(_banded(), [L.effect(_banded(), worse)] * 3).holds
+
+
+def test_a_banded_claim_fails_when_an_arm_barely_visits_the_band():
+    """The free arm jumps from KL 0.2 to 9 and spends one step in the band: fewer than BAND_MIN_STEPS, so nan,
+    and the claim fails rather than reading one noisy step."""
+    records = {"pen": _rows(kl=[0.1, 1.0, 1.5, 2.0, 2.0, 3.0, 2.5, 2.0], gold=[0.0] * 8),
+               "free": _rows(kl=[0.2, 0.2, 2.0, 9.0, 9.0, 20.0, 20.0, 20.0], gold=[0.0] * 8)}
+    assert math.isnan(L.effect(_banded(), records))
+    assert not L.judge(_banded(), [L.effect(_banded(), records), 0.0, 0.0]).holds
+
+
+@pytest.mark.parametrize("band, extra, fragment", [
+    ("[4.0, 1.0]", 'against = "b"\nmatch = "kl/mean"', "must be [lo, hi], two numbers with lo < hi"),
+    ("[1.0]", 'against = "b"\nmatch = "kl/mean"', "must be [lo, hi]"),
+    ("[1.0, 4.0]", 'against = "b"', "needs match = <metric>"),
+])
+def test_a_malformed_band_is_named(lesson_dir, band, extra, fragment):  # noqa: F811
+    (lesson_dir / "bad.toml").write_text(CLAIM + f'[[claims]]\ntext = "c"\nmetric = "reward/mean"\narm = "a"\n'
+                                                 f'{extra}\nband = {band}\ndirection = "equal"\nthreshold = 0.3\n')
+    with pytest.raises(L.LessonError) as e:
+        L.load_lesson("bad")
+    assert fragment in str(e.value)
+
+
+def test_the_app_verdict_names_each_arms_steps_in_the_band():
+    from app.lessons import claim_numbers
+
+    lesson = L.load_lesson("adaptive_kl")
+    arms = [a.name for a in lesson.arms]
+    records = {arms[0]: _rows(kl=[0.1, 1.0, 1.5, 2.0, 2.0, 3.0, 2.5, 2.0], gold=[0.5] * 8),
+               arms[1]: _rows(kl=[0.2, 0.2, 2.0, 9.0, 9.0, 20.0, 20.0, 20.0], gold=[0.25] * 8)}
+    banded = L.Claim("c", "gold", arms[0], arms[1], (1, 8), "equal", 0.2, match="kl", band=(1.0, 4.0))
+    text = claim_numbers(lesson, L.judge(banded, [L.effect(banded, records)]), records)
+    assert "0.5 over its 7 step(s) with 1 <= `kl` <= 4" in text
+    assert "0.25 over its 1 step(s) with 1 <= `kl` <= 4 (fewer than 5: no comparison)" in text
+    assert "first reached" not in text
