@@ -61,10 +61,12 @@ def help_text(key: str) -> str:
 
 def model_for_task(task: str, policy: str) -> str:
     """The built-in model a task runs on: picking the chain task moves a built-in policy to its own model
-    (tiny-chain), and any other task moves it back to the tiny world's; a user's own model is left alone."""
+    (tiny-chain; tiny-chain-loops stays), and any other task moves it back to the tiny world's; a user's own model is left alone."""
     if policy not in C.BUILTIN_POLICIES:
         return policy
-    return "tiny-chain" if task == "chain" else "tiny"
+    if task == "chain":
+        return policy if policy in C.CHAIN_POLICIES else "tiny-chain"
+    return "tiny"
 
 
 def param_name(key: str) -> str:

@@ -8,6 +8,12 @@ arithmetic; with three terms of 1..9 a copied term is never the sum). So the bas
 every length, and RL has both the answer and the length to move. The answer token is trained on the whole answer
 distribution (a soft label), as labcore.pretrain does for arithmetic.
 
+A second model, `tiny-chain-loops` (labcore/data/chain_loops/, `rlhf-lab pretrain --world chain-loops`), is
+pretrained on the same corpus except that LOOP_STYLES adds a looping style: 15 % of its completions write the sum
+out 5 times (31 words with the answer), more than the 24-token budget, so the policy starts out cutting itself
+off (a wrong answer at full length) about one time in six, as a confused LLM loops until its length limit. The
+trajectory lesson of GRPO's length bias runs on it (presets/lessons/length_bias.toml).
+
 `rlhf-lab pretrain --world chain` rebuilds it deterministically from the seed. Left out: a reward model (the task
 is graded by a rule) and any mixing with the tiny world's tasks.
 """
@@ -27,8 +33,10 @@ from labcore import chain as C
 from labcore import pretrain as PT
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "chain"
+LOOPS_OUT = DEFAULT_OUT.parent / "chain_loops"
 CHAIN_P_CORRECT = 0.4
 STYLES = {0: 0.3, 1: 0.3, 2: 0.2, 3: 0.2}  # times the sum is written out before the answer
+LOOP_STYLES = {0: 0.3, 1: 0.25, 2: 0.15, 3: 0.15, 5: 0.15}  # tiny-chain-loops: 5 times runs past MAX_NEW_TOKENS
 MAX_NEW_TOKENS = 24  # the longest corpus completion is 20 words + EOS
 
 
@@ -42,16 +50,17 @@ def answer_distribution(terms: list[int]) -> dict[int, float]:
     return out
 
 
-def write_chain(rng: random.Random, terms: list[int], times: int | None = None) -> tuple[list[str], int]:
+def write_chain(rng: random.Random, terms: list[int], times: int | None = None,
+                styles: dict[int, float] = STYLES) -> tuple[list[str], int]:
     """One corpus completion (words, without EOS) and the index of its answer word (the last). The sum is written
-    out `times` times (drawn from STYLES when None), the answer drawn from answer_distribution."""
-    times = PT._pick(rng, STYLES) if times is None else times
+    out `times` times (drawn from `styles` when None), the answer drawn from answer_distribution."""
+    times = PT._pick(rng, styles) if times is None else times
     written = " + ".join(map(str, terms))
     words = " , ".join([written] * times).split() + [";", str(PT._pick(rng, answer_distribution(terms)))]
     return words, len(words) - 1
 
 
-def _batch(rng: random.Random, vocab: dict, size: int) -> dict[str, torch.Tensor]:
+def _batch(rng: random.Random, vocab: dict, size: int, styles: dict[int, float] = STYLES) -> dict[str, torch.Tensor]:
     """`<bos> prompt completion <eos>` rows, right-padded; labels on the completion and EOS, except the answer
     word, which gets the soft label (the whole answer distribution) at `soft_pos`."""
     rows = C.chain_prompts(rng, size)
@@ -59,7 +68,7 @@ def _batch(rng: random.Random, vocab: dict, size: int) -> dict[str, torch.Tensor
     soft = torch.zeros(size, len(vocab))                                               # (B, V)
     for i, r in enumerate(rows):
         terms = [int(w) for w in r["prompt"].split()[1:-1]]
-        words, at = write_chain(rng, terms)
+        words, at = write_chain(rng, terms, styles=styles)
         prompt = [PT.BOS] + [vocab[w] for w in r["prompt"].split()]
         seqs.append((prompt, [vocab[w] for w in words] + [PT.EOS]))
         soft_pos.append(len(prompt) + at - 1)  # the position whose next-token prediction is the answer
@@ -85,8 +94,10 @@ def _loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return total / ((labels != -100).sum() + len(logp))
 
 
-def train_chain_policy(tokenizer, rng: random.Random, steps: int, batch_size: int = 64, progress: bool = True):
-    """The chain model from scratch. Returns (model, mean loss over the last 20 steps)."""
+def train_chain_policy(tokenizer, rng: random.Random, steps: int, batch_size: int = 64, progress: bool = True,
+                       styles: dict[int, float] = STYLES):
+    """The chain model from scratch, on completions written out as often as `styles` draws. Returns (model, mean
+    loss over the last 20 steps)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=96, num_hidden_layers=3, num_attention_heads=4,
@@ -99,7 +110,7 @@ def train_chain_policy(tokenizer, rng: random.Random, steps: int, batch_size: in
     losses: list[float] = []
     model.train()
     for step in (bar := tqdm(range(steps), desc="chain policy", disable=not progress)):
-        loss = _loss(model, _batch(rng, vocab, batch_size))
+        loss = _loss(model, _batch(rng, vocab, batch_size, styles))
         PT.update(model, opt, loss, PT._lr(step, steps, peak, warmup=min(100, steps // 10 + 1)))
         losses.append(loss.item())
         if step % 20 == 0:
@@ -109,9 +120,10 @@ def train_chain_policy(tokenizer, rng: random.Random, steps: int, batch_size: in
 
 
 def build_chain_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, scale: float = 1.0, progress: bool = True,
-                      threads: int = 1) -> dict:
+                      threads: int = 1, styles: dict[int, float] = STYLES) -> dict:
     """Build and save the chain model and tokenizer in `out_dir/policy`; `scale` < 1 shrinks the training (0.02
-    builds in seconds, for tests). Returns the stats written to `out_dir/stats.json` and `out_dir/README.md`."""
+    builds in seconds, for tests); `styles` = LOOP_STYLES builds tiny-chain-loops. Returns the stats written to
+    `out_dir/stats.json` and `out_dir/README.md`."""
     from transformers import GenerationConfig
 
     from labcore.tasks import get_task
@@ -124,7 +136,7 @@ def build_chain_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, scale: f
         torch.manual_seed(seed)
         tokenizer = PT.build_tokenizer(C.chain_vocabulary())
         steps = max(1, round(1500 * scale))
-        policy, loss = train_chain_policy(tokenizer, random.Random(seed), steps, progress=progress)
+        policy, loss = train_chain_policy(tokenizer, random.Random(seed), steps, progress=progress, styles=styles)
         policy.generation_config = GenerationConfig(bos_token_id=PT.BOS, eos_token_id=PT.EOS, pad_token_id=PT.PAD,
                                                     do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
         policy.save_pretrained(out / "policy")
@@ -148,6 +160,8 @@ def build_chain_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, scale: f
                       "len_wrong_mean": round(_mean([n for n, r in zip(lengths, right) if not r]), 2)},
             "eval_samples": n_eval, "task": get_task("chain").name,
         }
+        if styles != STYLES:
+            stats["styles"] = {str(k): v for k, v in styles.items()}
     finally:
         torch.set_num_threads(previous_threads)
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
@@ -159,16 +173,24 @@ def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def _styles_line(stats: dict) -> str:
+    if "styles" not in stats:
+        return ""
+    return (f"Times the sum is written out in the corpus (LOOP_STYLES): {stats['styles']}; 5 times runs past the "
+            "24-token budget.\n\n")
+
+
 def _readme(stats: dict) -> str:
     s, p = stats["start"], stats["policy"]
-    return f"""# The chain world
+    world = "chain-loops" if "styles" in stats else "chain"
+    return f"""# The {world} world
 
-Built by `rlhf-lab pretrain --world chain --seed {stats['seed']} --scale {stats['scale']} --threads \
+Built by `rlhf-lab pretrain --world {world} --seed {stats['seed']} --scale {stats['scale']} --threads \
 {stats['threads']}` (labcore/chain_pretrain.py) in {stats['build_seconds']} s. Synthetic, regenerated from the seed.
 
 - `policy/`: LlamaForCausalLM, {p['params']:,} parameters, {stats['steps']} steps, final loss {p['final_loss']};
   word-level tokenizer over the chain task's words (`<bos>` is added when encoding).
 
-Starting point ({stats['eval_samples']} prompts, temperature 1): correct {s['correct']}, EOS rate {s['eos_rate']},
+{_styles_line(stats)}Starting point ({stats['eval_samples']} prompts, temperature 1): correct {s['correct']}, EOS rate {s['eos_rate']},
 mean length {s['len_mean']} tokens (right answers {s['len_right_mean']}, wrong ones {s['len_wrong_mean']}).
 """

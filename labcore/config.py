@@ -315,7 +315,8 @@ def apply(cfg: Config, overrides: dict[str, Any]) -> Config:
 # up) wants about 1e-5 to 1e-4. Switching to a real model scales them by this (3e-3 -> 5e-5), keeping the recipes'
 # ratios (PPO's four passes: half).
 REAL_MODEL_LR_FACTOR = 1 / 60
-BUILTIN_POLICIES = ("tiny", "tiny-chain")  # labcore.model.BUILTIN's policies (this module imports no torch)
+BUILTIN_POLICIES = ("tiny", "tiny-chain", "tiny-chain-loops")  # labcore.model.BUILTIN's policies (no torch here)
+CHAIN_POLICIES = ("tiny-chain", "tiny-chain-loops")  # the built-in models that speak the chain task's words
 
 
 def for_real_model(old: Config, new: Config, given: set[str]) -> Config:
@@ -380,9 +381,10 @@ def validate(cfg: Config, *, context_length: int | None = None) -> list[str]:
     K, B = r.samples_per_prompt, r.prompts_per_step * r.samples_per_prompt
     if not m.policy.strip():
         p.append("model.policy is empty; use 'tiny' for the built-in model, a directory, or a Hugging Face id.")
-    if m.policy in BUILTIN_POLICIES and not r.dataset and (r.task == "chain") != (m.policy == "tiny-chain"):
+    if m.policy in BUILTIN_POLICIES and not r.dataset and (r.task == "chain") != (m.policy in CHAIN_POLICIES):
         p.append(f"rollout.task = {r.task!r} with model.policy = {m.policy!r}: the chain task has its own words and "
-                 "built-in model; pair task 'chain' with model.policy = 'tiny-chain', and the other tasks with 'tiny'.")
+                 "built-in model; pair task 'chain' with model.policy = 'tiny-chain' (or 'tiny-chain-loops'), and the other tasks "
+                 "with 'tiny'.")
     if r.overlong_buffer < 0 or (r.overlong_buffer and r.overlong_buffer >= r.max_new_tokens):
         p.append(f"rollout.overlong_buffer = {r.overlong_buffer} must be 0 (off) or between 1 and "
                  f"max_new_tokens - 1 = {r.max_new_tokens - 1}.")

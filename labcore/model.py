@@ -37,8 +37,10 @@ TINY = "tiny"
 TINY_RM = "tiny-rm"
 _DATA = Path(__file__).resolve().parent / "data" / "tiny"
 TINY_CHAIN = "tiny-chain"  # the chain task's own model (labcore.chain_pretrain), beside the tiny world
+TINY_CHAIN_LOOPS = "tiny-chain-loops"  # the same, pretrained with a looping style (the length-bias trajectory lesson)
 BUILTIN: dict[str, Path] = {TINY: _DATA / "policy", TINY_RM: _DATA / "reward",
-                            TINY_CHAIN: _DATA.parent / "chain" / "policy"}
+                            TINY_CHAIN: _DATA.parent / "chain" / "policy",
+                            TINY_CHAIN_LOOPS: _DATA.parent / "chain_loops" / "policy"}
 
 _QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
 # model_type -> LoRA target module names; anything else gets every nn.Linear leaf name except the head.

@@ -435,19 +435,21 @@ def pretrain_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="shrink (<1) or grow training steps")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 is faster on a busy machine)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--world", choices=("tiny", "chain"), default="tiny",
+    parser.add_argument("--world", choices=("tiny", "chain", "chain-loops"), default="tiny",
                         help="tiny: the three tasks' world (labcore/data/tiny); chain: the chain task's own model "
-                             "(labcore/data/chain, labcore.chain_pretrain)")
+                             "(labcore/data/chain, labcore.chain_pretrain); chain-loops: the same with a looping "
+                             "style (labcore/data/chain_loops, the length-bias lesson's model)")
     args = parser.parse_args(argv)
     if args.scale <= 0:
         parser.error(f"--scale must be > 0, got {args.scale}")
-    if args.world == "chain":
-        from labcore.chain_pretrain import DEFAULT_OUT as CHAIN_OUT
-        from labcore.chain_pretrain import build_chain_world
+    if args.world in ("chain", "chain-loops"):
+        from labcore import chain_pretrain as CP
 
-        out = CHAIN_OUT if args.out == str(DEFAULT_OUT) else args.out
-        print(json.dumps(build_chain_world(out, seed=args.seed, scale=args.scale, progress=not args.quiet,
-                                           threads=args.threads), indent=2))
+        loops = args.world == "chain-loops"
+        out = (CP.LOOPS_OUT if loops else CP.DEFAULT_OUT) if args.out == str(DEFAULT_OUT) else args.out
+        print(json.dumps(CP.build_chain_world(out, seed=args.seed, scale=args.scale, progress=not args.quiet,
+                                              threads=args.threads, styles=CP.LOOP_STYLES if loops else CP.STYLES),
+                         indent=2))
         return 0
     stats = build_tiny_world(args.out, seed=args.seed, scale=args.scale, progress=not args.quiet,
                                threads=args.threads)
