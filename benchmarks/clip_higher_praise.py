@@ -10,6 +10,8 @@ model's floor of stray words below about 0.3 of the mass: the reward stalls near
 `--skew great` first trains on that word alone (one pass a batch, symmetric clip) until it is `--skew-until` of a
 batch, then splits both arms from those weights, Adam state and random streams (DAPO's regime: a likely right
 token above 1 / (1 + eps_high), where the upper clip cannot bind, beside rare right ones).
+`--skew-up-only` skews with RAFT's estimator (only that word is pushed up, the others keep their proportions),
+`--skew-lr` at its own learning rate; `--prompts` and `--samples` set P and K.
 
 Two arms per seed from the base model, GRPO without KL, upper clip 0.2 against 0.28. Prints the mean token
 entropy, the reward and the top-clip fraction in windows of 10 steps, and per seed the last-20-step entropy and
@@ -72,10 +74,14 @@ def run(args: argparse.Namespace, seed: int, reader: Reader) -> tuple[float, flo
         "run.steps": args.steps, "optim.lr": args.lr, "algorithm.clip_high": 0.2,
         "algorithm.epochs": args.epochs, "algorithm.minibatches": args.minibatches, "rollout.task": "praise",
         "rollout.max_new_tokens": 1, "rollout.temperature": args.temperature,
+        "rollout.prompts_per_step": args.prompts, "rollout.samples_per_prompt": args.samples,
         **({"model.lora_targets": ALL_LINEAR} if args.lm_head else {})})
     if args.skew:  # first make one right word likely (DAPO's regime: the likely token above 1 / (1 + eps_high))
-        trainer, reader.only = Trainer(apply(cfg, {"algorithm.epochs": 1, "algorithm.minibatches": 1,
-                                                 "run.steps": args.steps + 100})), args.skew
+        skew = {"algorithm.epochs": 1, "algorithm.minibatches": 1, "run.steps": args.steps + 100,
+                "optim.lr": args.skew_lr or args.lr}
+        if args.skew_up_only:  # RAFT's estimator: push the word up, leave the others' proportions alone
+            skew.update({"algorithm.estimator": "positives", "algorithm.positive_threshold": 1.0})
+        trainer, reader.only = Trainer(apply(cfg, skew)), args.skew
         share, taken = 0.0, 0
         while share < args.skew_until and taken < 100:
             share, taken = trainer.train_step().metrics["reward/mean"], taken + 1
@@ -88,7 +94,7 @@ def run(args: argparse.Namespace, seed: int, reader: Reader) -> tuple[float, flo
             trainer = Trainer(apply(cfg, {"algorithm.clip_high": eps}))
         else:
             restore(trainer, snap)
-            trainer.cfg = apply(cfg, {"algorithm.clip_high": eps})
+            trainer.cfg, trainer.live.lr = apply(cfg, {"algorithm.clip_high": eps}), args.lr
         steps = [trainer.train_step().metrics for _ in range(args.steps)]
         entropy, reward = [m["entropy/mean"] for m in steps], [m["reward/mean"] for m in steps]
         late[name] = (statistics.fmean(entropy[-20:]), statistics.fmean(reward[-20:]))
@@ -113,6 +119,10 @@ def main() -> None:
     ap.add_argument("--lm-head", action="store_true", help=f"model.lora_targets = {ALL_LINEAR}")
     ap.add_argument("--skew", default="", help="first train on this word alone (one pass a batch), then split")
     ap.add_argument("--skew-until", type=float, default=0.8, help="... until this share of a batch says it")
+    ap.add_argument("--skew-up-only", action="store_true", help="skew with RAFT's estimator (others not pushed down)")
+    ap.add_argument("--skew-lr", type=float, default=0.0, help="the skewing phase's lr (0: --lr)")
+    ap.add_argument("--prompts", type=int, default=8, help="rollout.prompts_per_step")
+    ap.add_argument("--samples", type=int, default=4, help="rollout.samples_per_prompt")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
     reader = Reader(args.accept)
