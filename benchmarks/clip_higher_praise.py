@@ -17,7 +17,8 @@ Two arms per seed from the base model, GRPO without KL, upper clip 0.2 against 0
 entropy, the reward and the top-clip fraction in windows of 10 steps, and per seed the last-20-step entropy and
 reward with clip-higher minus those with the symmetric clip (what a lesson's claims would read).
 
-    OMP_NUM_THREADS=1 python benchmarks/clip_higher_praise.py --seeds 0 1 2 [--temperature 0.5] [--accept 0.8 --lm-head] [--skew great]
+    OMP_NUM_THREADS=1 python benchmarks/clip_higher_praise.py --seeds 0 1 2 [--temperature 0.5]
+        [--accept 0.8 --lm-head] [--skew great [--skew-up-only --skew-lr 3e-4 --samples 16]]
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace, seed: int, reader: Reader) -> tuple[float, flo
               f" ({time.perf_counter() - t0:.0f} s)", flush=True)
     gain = late["clip_higher"][0] - late["symmetric"][0]
     dreward = late["clip_higher"][1] - late["symmetric"][1]
-    print(f"seed {seed}: last-20, clip-higher minus symmetric: entropy {gain:+.3f}, reward {dreward:+.3f}", flush=True)
+    print(f"seed {seed}: last-20, clip-higher minus symmetric: entropy {gain:+.3f}, reward {dreward:+.3f}",
+          flush=True)
     return gain, dreward
 
 
