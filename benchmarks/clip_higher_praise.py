@@ -54,17 +54,25 @@ class Reader:
 
     __name__ = "reader"
 
-    def __init__(self, accept: float):
+    def __init__(self, accept: float, leader_reward: float = 1.0):
         self.accept, self.rng, self.only = accept, random.Random(0), ""
+        self.leader, self.leader_reward = "", leader_reward
 
     def __call__(self, prompts: list[str], completions: list[str], **kwargs) -> list[float]:
         if self.only:
             return [float(c.split()[:1] == [self.only]) for c in completions]
-        return [float(r == 1.0 and (self.accept >= 1 or self.rng.random() < self.accept))
-                for r in first_positive(prompts, completions)]
+        out = [float(r == 1.0 and (self.accept >= 1 or self.rng.random() < self.accept))
+               for r in first_positive(prompts, completions)]
+        if self.leader:  # graded: the skewed-on word earns less than the other right words
+            out = [self.leader_reward * r if c.split()[:1] == [self.leader] else r for c, r in zip(completions, out)]
+        return out
 
 
-def windows(values: list[float], size: int = 10) -> str:
+WINDOW = [10]
+
+
+def windows(values: list[float], size: int = 0) -> str:
+    size = size or WINDOW[0]
     return " ".join(f"{statistics.fmean(values[i:i + size]):.2f}" for i in range(0, len(values), size))
 
 
@@ -88,6 +96,7 @@ def run(args: argparse.Namespace, seed: int, reader: Reader) -> tuple[float, flo
             share, taken = trainer.train_step().metrics["reward/mean"], taken + 1
         print(f"seed {seed} skewed: '{args.skew}' in {share:.2f} of the batch after {taken} steps", flush=True)
         reader.only, snap = "", snapshot(trainer)
+        reader.leader = args.skew if args.leader_reward < 1.0 else ""
     for name, eps in CLIPS.items():
         t0 = time.perf_counter()
         reader.rng.seed(seed)  # both arms draw the same stream of acceptances
@@ -95,7 +104,7 @@ def run(args: argparse.Namespace, seed: int, reader: Reader) -> tuple[float, flo
             trainer = Trainer(apply(cfg, {"algorithm.clip_high": eps}))
         else:
             restore(trainer, snap)
-            trainer.cfg, trainer.live.lr = apply(cfg, {"algorithm.clip_high": eps}), args.lr
+            trainer.cfg, trainer.live.lr = apply(cfg, {"algorithm.clip_high": eps}), args.split_lr or args.lr
         steps = [trainer.train_step().metrics for _ in range(args.steps)]
         entropy, reward = [m["entropy/mean"] for m in steps], [m["reward/mean"] for m in steps]
         late[name] = (statistics.fmean(entropy[-20:]), statistics.fmean(reward[-20:]))
@@ -123,11 +132,16 @@ def main() -> None:
     ap.add_argument("--skew-until", type=float, default=0.8, help="... until this share of a batch says it")
     ap.add_argument("--skew-up-only", action="store_true", help="skew with RAFT's estimator (others not pushed down)")
     ap.add_argument("--skew-lr", type=float, default=0.0, help="the skewing phase's lr (0: --lr)")
+    ap.add_argument("--leader-reward", type=float, default=1.0,
+                    help="after the skew, the skewed-on word earns this (< 1: the rarer right words are better)")
+    ap.add_argument("--split-lr", type=float, default=0.0, help="the arms' lr after the skew (0: --lr)")
+    ap.add_argument("--window", type=int, default=10, help="steps per printed window")
     ap.add_argument("--prompts", type=int, default=8, help="rollout.prompts_per_step")
     ap.add_argument("--samples", type=int, default=4, help="rollout.samples_per_prompt")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
-    reader = Reader(args.accept)
+    WINDOW[0] = args.window
+    reader = Reader(args.accept, args.leader_reward)
     tasks.register_task("praise", tasks.sentiment_prompts, reader, max_new_tokens=1,
                         description="Say one good word about the review's subject.")
     results = [run(args, seed, reader) for seed in args.seeds]
