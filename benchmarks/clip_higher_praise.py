@@ -11,7 +11,10 @@ model's floor of stray words below about 0.3 of the mass: the reward stalls near
 batch, then splits both arms from those weights, Adam state and random streams (DAPO's regime: a likely right
 token above 1 / (1 + eps_high), where the upper clip cannot bind, beside rare right ones).
 `--skew-up-only` skews with RAFT's estimator (only that word is pushed up, the others keep their proportions),
-`--skew-lr` at its own learning rate; `--prompts` and `--samples` set P and K.
+`--skew-lr` at its own learning rate; `--prompts` and `--samples` set P and K. `--leader-reward X` makes
+the reward graded after the split (the skewed-on word earns X, the other positive words 1: the rarer right
+answers are the better ones, DAPO's exploration story); `--split-lr` sets the arms' learning rate, `--window`
+the printed window.
 
 Two arms per seed from the base model, GRPO without KL, upper clip 0.2 against 0.28. Prints the mean token
 entropy, the reward and the top-clip fraction in windows of 10 steps, and per seed the last-20-step entropy and
@@ -19,6 +22,9 @@ reward with clip-higher minus those with the symmetric clip (what a lesson's cla
 
     OMP_NUM_THREADS=1 python benchmarks/clip_higher_praise.py --seeds 0 1 2 [--temperature 0.5]
         [--accept 0.8 --lm-head] [--skew great [--skew-up-only --skew-lr 3e-4 --samples 16]]
+    # design 6 (unshipped/README.md), the run whose claims were fixed on seeds 0-1 and failed on seeds 2-5:
+    OMP_NUM_THREADS=1 python benchmarks/clip_higher_praise.py --lm-head --skew great --skew-until 0.6 \
+        --leader-reward 0.5 --prompts 16 --samples 8 --steps 24 --split-lr 3e-3 --window 3 --seeds 0 1 2 3 4 5
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ def first_positive(prompts: list[str], completions: list[str], **kwargs) -> list
 
 class Reader:
     """first_positive, each positive answer accepted only with probability `accept` (its own random stream);
-    while `only` is set, only that word is right (the skewing phase)."""
+    while `only` is set, only that word is right (the skewing phase); once `leader` is set, it earns
+    `leader_reward` instead of 1."""
 
     __name__ = "reader"
 
@@ -64,15 +71,12 @@ class Reader:
         out = [float(r == 1.0 and (self.accept >= 1 or self.rng.random() < self.accept))
                for r in first_positive(prompts, completions)]
         if self.leader:  # graded: the skewed-on word earns less than the other right words
-            out = [self.leader_reward * r if c.split()[:1] == [self.leader] else r for c, r in zip(completions, out)]
+            out = [self.leader_reward * r if c.split()[:1] == [self.leader] else r
+                   for c, r in zip(completions, out)]
         return out
 
 
-WINDOW = [10]
-
-
-def windows(values: list[float], size: int = 0) -> str:
-    size = size or WINDOW[0]
+def windows(values: list[float], size: int) -> str:
     return " ".join(f"{statistics.fmean(values[i:i + size]):.2f}" for i in range(0, len(values), size))
 
 
@@ -108,8 +112,9 @@ def run(args: argparse.Namespace, seed: int, reader: Reader) -> tuple[float, flo
         steps = [trainer.train_step().metrics for _ in range(args.steps)]
         entropy, reward = [m["entropy/mean"] for m in steps], [m["reward/mean"] for m in steps]
         late[name] = (statistics.fmean(entropy[-20:]), statistics.fmean(reward[-20:]))
-        print(f"seed {seed} {name:11s} entropy {windows(entropy)} | reward {windows(reward)} | clip/frac_high "
-              f"{windows([m.get('clip/frac_high', 0.0) for m in steps])} | first-10 entropy "
+        clipped = [m.get("clip/frac_high", 0.0) for m in steps]
+        print(f"seed {seed} {name:11s} entropy {windows(entropy, args.window)} | reward "
+              f"{windows(reward, args.window)} | clip/frac_high {windows(clipped, args.window)} | first-10 entropy "
               f"{statistics.fmean(entropy[:10]):.3f}, last-20 {late[name][0]:.3f}, last-20 reward {late[name][1]:.3f}"
               f" ({time.perf_counter() - t0:.0f} s)", flush=True)
     gain = late["clip_higher"][0] - late["symmetric"][0]
@@ -140,7 +145,6 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=4, help="rollout.samples_per_prompt")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
-    WINDOW[0] = args.window
     reader = Reader(args.accept, args.leader_reward)
     tasks.register_task("praise", tasks.sentiment_prompts, reader, max_new_tokens=1,
                         description="Say one good word about the review's subject.")
