@@ -11,7 +11,10 @@ model's floor of stray words below about 0.3 of the mass: the reward stalls near
 batch, then splits both arms from those weights, Adam state and random streams (DAPO's regime: a likely right
 token above 1 / (1 + eps_high), where the upper clip cannot bind, beside rare right ones).
 `--skew-up-only` skews with RAFT's estimator (only that word is pushed up, the others keep their proportions),
-`--skew-lr` at its own learning rate; `--prompts` and `--samples` set P and K.
+`--skew-lr` at its own learning rate; `--prompts` and `--samples` set P and K. `--leader-reward X` makes
+the reward graded after the split (the skewed-on word earns X, the other positive words 1: the rarer right
+answers are the better ones, DAPO's exploration story); `--split-lr` sets the arms' learning rate, `--window`
+the printed window.
 
 Two arms per seed from the base model, GRPO without KL, upper clip 0.2 against 0.28. Prints the mean token
 entropy, the reward and the top-clip fraction in windows of 10 steps, and per seed the last-20-step entropy and
@@ -19,6 +22,9 @@ reward with clip-higher minus those with the symmetric clip (what a lesson's cla
 
     OMP_NUM_THREADS=1 python benchmarks/clip_higher_praise.py --seeds 0 1 2 [--temperature 0.5]
         [--accept 0.8 --lm-head] [--skew great [--skew-up-only --skew-lr 3e-4 --samples 16]]
+    # design 6 (unshipped/README.md), the run whose claims were fixed on seeds 0-1 and failed on seeds 2-5:
+    OMP_NUM_THREADS=1 python benchmarks/clip_higher_praise.py --lm-head --skew great --skew-until 0.6 \
+        --leader-reward 0.5 --prompts 16 --samples 8 --steps 24 --split-lr 3e-3 --window 3 --seeds 0 1 2 3 4 5
 """
 
 from __future__ import annotations
@@ -50,21 +56,27 @@ def first_positive(prompts: list[str], completions: list[str], **kwargs) -> list
 
 class Reader:
     """first_positive, each positive answer accepted only with probability `accept` (its own random stream);
-    while `only` is set, only that word is right (the skewing phase)."""
+    while `only` is set, only that word is right (the skewing phase); once `leader` is set, it earns
+    `leader_reward` instead of 1."""
 
     __name__ = "reader"
 
-    def __init__(self, accept: float):
+    def __init__(self, accept: float, leader_reward: float = 1.0):
         self.accept, self.rng, self.only = accept, random.Random(0), ""
+        self.leader, self.leader_reward = "", leader_reward
 
     def __call__(self, prompts: list[str], completions: list[str], **kwargs) -> list[float]:
         if self.only:
             return [float(c.split()[:1] == [self.only]) for c in completions]
-        return [float(r == 1.0 and (self.accept >= 1 or self.rng.random() < self.accept))
-                for r in first_positive(prompts, completions)]
+        out = [float(r == 1.0 and (self.accept >= 1 or self.rng.random() < self.accept))
+               for r in first_positive(prompts, completions)]
+        if self.leader:  # graded: the skewed-on word earns less than the other right words
+            out = [self.leader_reward * r if c.split()[:1] == [self.leader] else r
+                   for c, r in zip(completions, out)]
+        return out
 
 
-def windows(values: list[float], size: int = 10) -> str:
+def windows(values: list[float], size: int) -> str:
     return " ".join(f"{statistics.fmean(values[i:i + size]):.2f}" for i in range(0, len(values), size))
 
 
@@ -88,6 +100,7 @@ def run(args: argparse.Namespace, seed: int, reader: Reader) -> tuple[float, flo
             share, taken = trainer.train_step().metrics["reward/mean"], taken + 1
         print(f"seed {seed} skewed: '{args.skew}' in {share:.2f} of the batch after {taken} steps", flush=True)
         reader.only, snap = "", snapshot(trainer)
+        reader.leader = args.skew if args.leader_reward < 1.0 else ""
     for name, eps in CLIPS.items():
         t0 = time.perf_counter()
         reader.rng.seed(seed)  # both arms draw the same stream of acceptances
@@ -95,12 +108,13 @@ def run(args: argparse.Namespace, seed: int, reader: Reader) -> tuple[float, flo
             trainer = Trainer(apply(cfg, {"algorithm.clip_high": eps}))
         else:
             restore(trainer, snap)
-            trainer.cfg, trainer.live.lr = apply(cfg, {"algorithm.clip_high": eps}), args.lr
+            trainer.cfg, trainer.live.lr = apply(cfg, {"algorithm.clip_high": eps}), args.split_lr or args.lr
         steps = [trainer.train_step().metrics for _ in range(args.steps)]
         entropy, reward = [m["entropy/mean"] for m in steps], [m["reward/mean"] for m in steps]
         late[name] = (statistics.fmean(entropy[-20:]), statistics.fmean(reward[-20:]))
-        print(f"seed {seed} {name:11s} entropy {windows(entropy)} | reward {windows(reward)} | clip/frac_high "
-              f"{windows([m.get('clip/frac_high', 0.0) for m in steps])} | first-10 entropy "
+        clipped = [m.get("clip/frac_high", 0.0) for m in steps]
+        print(f"seed {seed} {name:11s} entropy {windows(entropy, args.window)} | reward "
+              f"{windows(reward, args.window)} | clip/frac_high {windows(clipped, args.window)} | first-10 entropy "
               f"{statistics.fmean(entropy[:10]):.3f}, last-20 {late[name][0]:.3f}, last-20 reward {late[name][1]:.3f}"
               f" ({time.perf_counter() - t0:.0f} s)", flush=True)
     gain = late["clip_higher"][0] - late["symmetric"][0]
@@ -123,11 +137,15 @@ def main() -> None:
     ap.add_argument("--skew-until", type=float, default=0.8, help="... until this share of a batch says it")
     ap.add_argument("--skew-up-only", action="store_true", help="skew with RAFT's estimator (others not pushed down)")
     ap.add_argument("--skew-lr", type=float, default=0.0, help="the skewing phase's lr (0: --lr)")
+    ap.add_argument("--leader-reward", type=float, default=1.0,
+                    help="after the skew, the skewed-on word earns this (< 1: the rarer right words are better)")
+    ap.add_argument("--split-lr", type=float, default=0.0, help="the arms' lr after the skew (0: --lr)")
+    ap.add_argument("--window", type=int, default=10, help="steps per printed window")
     ap.add_argument("--prompts", type=int, default=8, help="rollout.prompts_per_step")
     ap.add_argument("--samples", type=int, default=4, help="rollout.samples_per_prompt")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = ap.parse_args()
-    reader = Reader(args.accept)
+    reader = Reader(args.accept, args.leader_reward)
     tasks.register_task("praise", tasks.sentiment_prompts, reader, max_new_tokens=1,
                         description="Say one good word about the review's subject.")
     results = [run(args, seed, reader) for seed in args.seeds]
