@@ -124,25 +124,15 @@ def build_chain_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, scale: f
     """Build and save the chain model and tokenizer in `out_dir/policy`; `scale` < 1 shrinks the training (0.02
     builds in seconds, for tests); `styles` = LOOP_STYLES builds tiny-chain-loops. Returns the stats written to
     `out_dir/stats.json` and `out_dir/README.md`."""
-    from transformers import GenerationConfig
-
     from labcore.tasks import get_task
 
     start = time.time()
     out = Path(out_dir)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        torch.manual_seed(seed)
+    with PT.build_threads(threads, seed):
         tokenizer = PT.build_tokenizer(C.chain_vocabulary())
         steps = max(1, round(1500 * scale))
         policy, loss = train_chain_policy(tokenizer, random.Random(seed), steps, progress=progress, styles=styles)
-        policy.generation_config = GenerationConfig(bos_token_id=PT.BOS, eos_token_id=PT.EOS, pad_token_id=PT.PAD,
-                                                    do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
-        policy.save_pretrained(out / "policy")
-        PT.save_tokenizer(PT.build_tokenizer(C.chain_vocabulary()), out / "policy")
-        for f in out.rglob("*.safetensors"):
-            f.chmod(0o644)
+        PT.save_built(policy, out / "policy", C.chain_vocabulary(), sampling=True)
         n_eval = max(32, round(512 * scale))
         rows = C.chain_prompts(random.Random(seed + 1), n_eval)
         texts, eos, _ = PT.sample_completions(policy, tokenizer, [r["prompt"] for r in rows], MAX_NEW_TOKENS,
@@ -162,8 +152,6 @@ def build_chain_world(out_dir: str | Path = DEFAULT_OUT, seed: int = 0, scale: f
         }
         if styles != STYLES:
             stats["styles"] = {str(k): v for k, v in styles.items()}
-    finally:
-        torch.set_num_threads(previous_threads)
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     (out / "README.md").write_text(_readme(stats))
     return stats

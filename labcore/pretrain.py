@@ -27,6 +27,8 @@ import json
 import math
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -343,6 +345,33 @@ def _dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
 
+@contextmanager
+def build_threads(threads: int, seed: int) -> Iterator[None]:
+    """A build's torch settings: `threads` CPU threads (restored afterwards) and the global seed `seed`."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(seed)
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def save_built(model, path: Path, words: list[str] | None = None, sampling: bool = False) -> None:
+    """Save a built model with a fresh tokenizer of `words` (encoding with padding=True changes a tokenizer, so
+    not the one used in training), readable by all (safetensors writes 0600). With `sampling`, the model's
+    generation config samples plainly at temperature 1, as the lab does."""
+    from transformers import GenerationConfig
+
+    if sampling:
+        model.generation_config = GenerationConfig(bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
+                                                   do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
+    model.save_pretrained(path)
+    save_tokenizer(build_tokenizer(words), path)
+    for f in Path(path).rglob("*.safetensors"):
+        f.chmod(0o644)
+
+
 def build_tiny_world(out_dir: str | Path, seed: int = 0, scale: float = 1.0, progress: bool = True,
                      threads: int = 2) -> dict:
     """Build and save tokenizer, policy (``out_dir/policy``) and reward model (``out_dir/reward``) from ``seed``.
@@ -352,16 +381,11 @@ def build_tiny_world(out_dir: str | Path, seed: int = 0, scale: float = 1.0, pro
     much faster than 2, because torch's threads spin-wait for each other.
     Returns the stats also written to ``out_dir/stats.json`` and ``out_dir/README.md``.
     """
-    from transformers import GenerationConfig
-
     from labcore.model import clear_model_cache
 
     start = time.time()
     out = Path(out_dir)
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        torch.manual_seed(seed)
+    with build_threads(threads, seed):
         tokenizer = build_tokenizer()
         policy, policy_losses = train_policy(tokenizer, random.Random(seed), max(1, round(1600 * scale)),
                                            progress=progress)
@@ -369,13 +393,8 @@ def build_tiny_world(out_dir: str | Path, seed: int = 0, scale: float = 1.0, pro
         reward, rm_loss, rm_acc = train_reward_model(tokenizer, random.Random(seed + 1), max(1, round(300 * scale)),
                                                      progress=progress)
         seconds["reward_model"] = time.time() - start - seconds["policy"]
-        policy.generation_config = GenerationConfig(bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
-                                                    do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
-        for model, sub in [(policy, "policy"), (reward, "reward")]:
-            model.save_pretrained(out / sub)
-            save_tokenizer(build_tokenizer(), out / sub)  # fresh: encoding with padding=True changed this one
-        for f in out.rglob("*.safetensors"):
-            f.chmod(0o644)  # safetensors writes 0600; shipped files should be readable by all
+        save_built(policy, out / "policy", sampling=True)
+        save_built(reward, out / "reward")
         n_eval = max(32, round(256 * scale))
         start_reward = {}
         clear_model_cache()  # a rebuild in the same process must not score with a stale cached RM
@@ -393,8 +412,6 @@ def build_tiny_world(out_dir: str | Path, seed: int = 0, scale: float = 1.0, pro
             "start_reward": {k: {m: round(v, 4) for m, v in s.items()} for k, s in start_reward.items()},
             "eval_samples_per_task": n_eval,
         }
-    finally:
-        torch.set_num_threads(previous_threads)
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     (out / "README.md").write_text(_readme(stats))
     return stats
